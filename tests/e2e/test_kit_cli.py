@@ -1,0 +1,88 @@
+"""The kit as a user runs it: the installed `kit` command and `make demo`, in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+KIT = str(Path(sys.executable).with_name("kit"))
+
+
+def kit(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KIT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_kit_help_lists_the_command_groups(kit_env: dict[str, str]) -> None:
+    result = kit("--help", env=kit_env)
+
+    assert result.returncode == 0, result.stderr
+    assert "doctor" in result.stdout and "models" in result.stdout
+
+
+def test_kit_doctor_passes_on_the_embedded_defaults(kit_env: dict[str, str]) -> None:
+    result = kit("doctor", "--json", env=kit_env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {(c["area"], c["name"]): c for c in json.loads(result.stdout)}
+    assert {c["status"] for c in checks.values()} <= {"ok", "info", "warn"}
+    answered = checks[("models", "load + answer (smollm2-135m-instruct)")]
+    assert answered["status"] == "ok" and "llama_cpp" in answered["detail"]
+    assert checks[("models", "load + embed (all-minilm-l6-v2)")]["detail"].startswith("384-d")
+
+
+def test_kit_doctor_fails_on_an_unreachable_server(kit_env: dict[str, str]) -> None:
+    env = kit_env | {"REDIS_URL": "redis://127.0.0.1:1/0", "KIT_PROBE_TIMEOUT_S": "0.5"}
+
+    result = kit("doctor", "--no-load", env=env)
+
+    assert result.returncode == 1
+    assert "unreachable" in result.stdout and "not ready" in result.stdout
+
+
+def test_kit_models_chat_answers_with_the_local_model(kit_env: dict[str, str]) -> None:
+    result = kit(
+        "models",
+        "chat",
+        "--system",
+        "Answer with one word.",
+        "What is the capital of France?",
+        env=kit_env,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert "tokens/s" in result.stdout
+
+
+def test_kit_models_embed_prints_vectors_as_json(kit_env: dict[str, str]) -> None:
+    result = kit("models", "embed", "--json", "first text", "second text", env=kit_env)
+
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["model"] == "all-minilm-l6-v2"
+    assert [len(v) for v in payload["vectors"]] == [384, 384]
+
+
+def test_make_demo_runs_end_to_end(kit_env: dict[str, str]) -> None:
+    make = shutil.which("make")
+    assert make is not None, "make is part of the kit's set-up"
+
+    result = subprocess.run(
+        [make, "--no-print-directory", "demo"],
+        env=kit_env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "ready: 0 failed" in result.stdout
+    assert "cosine similarity" in result.stdout
+    assert "tokens/s" in result.stdout

@@ -1,0 +1,102 @@
+"""Start real servers on 127.0.0.1 for tests, on free ports, and stop them afterwards.
+
+Real processes rather than mocks: a test of "Redis is reachable" against a real `redis-server`
+proves what a mock cannot (the URL format, the client, the protocol).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+def require_tool(name: str, install: str) -> str:
+    """The path of an executable. Missing: skip on a developer's machine, fail in CI.
+
+    `.ci/run` installs every tool the tests use, so in CI (`CI` set) a missing tool is a broken
+    set-up, and a skip there would count a test that never ran.
+    """
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed; install it with: {install}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Block until something accepts connections on `port`; fail early if `process` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{process.args!r} exited with {process.returncode} before listening"
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@contextmanager
+def running(
+    command: list[str],
+    port: int,
+    log_path: Path,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `command` until the block ends; its output goes to `log_path` for post-mortems."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for_port(port, process, timeout)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port, with no persistence; yields its URL."""
+    binary = require_tool("redis-server", "apt-get install redis-server (or brew install redis)")
+    port = free_port()
+    command = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
+    with running(command, port, tmp_path / "redis.log"):
+        yield f"redis://127.0.0.1:{port}/0"

@@ -1,0 +1,96 @@
+"""The project's own files hold together: layout, Makefile help, README commands, compose schema."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_layout_fixed_by_the_design_card_exists() -> None:
+    for folder in ("services", "pipelines", "deploy", "notebooks", "tests", "data", "docs"):
+        assert (REPO / folder).is_dir(), folder
+    for name in (
+        "Makefile",
+        "docker-compose.yml",
+        "README.md",
+        "pyproject.toml",
+        ".env.example",
+        "constraints.txt",
+        ".ci/run",
+    ):
+        assert (REPO / name).is_file(), name
+
+
+def test_make_help_lists_every_target_with_a_line() -> None:
+    output = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+    listed = {line.split()[0] for line in re.sub(r"\x1b\[[0-9;]*m", "", output).splitlines()}
+    assert {
+        "setup",
+        "demo",
+        "test",
+        "test-unit",
+        "test-integration",
+        "test-e2e",
+        "lint",
+        "clean",
+        "help",
+    } <= listed
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci/run").read_text()
+
+    assert "make demo" in readme and "make test" in readme
+    commands = [line.strip() for line in ci.splitlines() if line.strip().startswith("make ")]
+    assert commands == ["make lint", "make test"]
+
+
+def test_every_direct_dependency_is_pinned_in_the_constraints() -> None:
+    constraints = dict(
+        line.split("==", 1)
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    normalise = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
+    pinned = {normalise(k): v for k, v in constraints.items()}
+    pyproject = (REPO / "pyproject.toml").read_text()
+
+    for name, version in re.findall(r'^\s+"([A-Za-z0-9_.-]+)==([^"]+)",', pyproject, re.M):
+        if normalise(name) == "setuptools":
+            continue  # a build requirement, installed into pip's isolated build environment
+        assert pinned.get(normalise(name)) == version, f"{name}=={version} vs constraints.txt"
+
+
+def test_docker_compose_follows_the_compose_specification() -> None:
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("check-jsonschema")),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(REPO / "docker-compose.yml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_setup_is_up_to_date_after_it_ran() -> None:
+    # `make test` ran `make setup` before these tests, so a second setup must have nothing to do
+    # (`make -q` exits 0 when a target is up to date, without running anything).
+    result = subprocess.run(["make", "-q", "setup"], cwd=REPO, capture_output=True, text=True)
+
+    assert result.returncode == 0, "make setup would run again: its stamp is older than its inputs"
