@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from services.cli import models
+from services.cli import gateway, models, serve
 from services.cli.doctor import Status, as_json, run_checks
 from services.cli.state import CliState, console, state
 from services.common.errors import ConfigError
@@ -29,6 +29,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(models.app, name="models")
+app.add_typer(serve.app, name="serve")
+app.add_typer(gateway.app, name="gateway")
 
 
 def _version(value: bool) -> None:

@@ -67,7 +67,7 @@ def test_every_direct_dependency_is_pinned_in_the_constraints() -> None:
     pinned = {normalise(k): v for k, v in constraints.items()}
     pyproject = (REPO / "pyproject.toml").read_text()
 
-    for name, version in re.findall(r'^\s+"([A-Za-z0-9_.-]+)==([^"]+)",', pyproject, re.M):
+    for name, version in re.findall(r'^\s+"([A-Za-z0-9_.-]+)==([^";]+)', pyproject, re.M):
         if normalise(name) == "setuptools":
             continue  # a build requirement, installed into pip's isolated build environment
         assert pinned.get(normalise(name)) == version, f"{name}=={version} vs constraints.txt"

@@ -17,7 +17,7 @@ import importlib.util
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -53,7 +53,7 @@ class ChatEngine(Protocol):
 
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> Iterator[ChatDelta]: ...
+    ) -> Generator[ChatDelta, None, None]: ...
 
 
 def available_engines() -> list[EngineName]:
@@ -151,7 +151,7 @@ class LlamaCppChat:
 
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> Iterator[ChatDelta]:
+    ) -> Generator[ChatDelta, None, None]:
         prompt, stop, prompt_tokens = self._render(messages)
         completion_tokens = 0
         finish: Literal["stop", "length"] = "stop"
@@ -229,7 +229,7 @@ class TransformersChat:
 
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> Iterator[ChatDelta]:
+    ) -> Generator[ChatDelta, None, None]:
         import torch
         from transformers import TextIteratorStreamer
 

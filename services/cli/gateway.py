@@ -1,0 +1,70 @@
+"""`kit gateway ...`: operate the gateway: API keys and the models it serves."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from services.cli.state import console, exits_on_kit_error, state
+from services.common.settings import load_settings
+from services.gateway.settings import GatewaySettings
+
+app = typer.Typer(help="Operate the model gateway: keys and models.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (stored hashed; a key is shown once).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+@exits_on_kit_error
+def create_key(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Option("--id", help="A name for the key: team, app, person.")],
+    rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
+    budget: Annotated[float | None, typer.Option(min=0, help="Total USD budget.")] = None,
+) -> None:
+    """Create a key and print it once; only its SHA-256 is stored."""
+    from services.gateway.auth import add_key
+
+    settings = load_settings(GatewaySettings, **state(ctx).overrides)
+    path = settings.resolved_keys_file
+    key = add_key(path, key_id, rpm=rpm, tpm=tpm, budget_usd=budget)
+    console.print(f"Created key [bold]{key_id}[/] in {path}. Store it now; it is not shown again:")
+    print(key)
+
+
+@keys_app.command("list")
+@exits_on_kit_error
+def list_keys(ctx: typer.Context) -> None:
+    """List key ids with their limits (never the keys)."""
+    from services.gateway.auth import load_keys
+
+    settings = load_settings(GatewaySettings, **state(ctx).overrides)
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "rpm", "tpm", "budget (USD)"):
+        table.add_column(column)
+    for key in load_keys(settings.resolved_keys_file).keys:
+        table.add_row(key.id, str(key.rpm or "-"), str(key.tpm or "-"), str(key.budget_usd or "-"))
+    console.print(table)
+
+
+@app.command("models")
+@exits_on_kit_error
+def models(ctx: typer.Context) -> None:
+    """Show each alias's fallback chain, and which deployments are off and why."""
+    from services.gateway.config import load_models
+
+    settings = load_settings(GatewaySettings, **state(ctx).overrides)
+    resolved = load_models(settings.models_file, os.environ)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("alias")
+    table.add_column("fallback chain (enabled deployments, in order)")
+    for alias, chain in resolved.chains.items():
+        marker = " (default)" if alias == resolved.default_model else ""
+        table.add_row(alias + marker, " -> ".join(d.name for d in chain))
+    console.print(table)
+    for name, why in resolved.disabled.items():
+        console.print(f"[dim]off: {name} ({why})[/]")

@@ -1,0 +1,129 @@
+"""The gateway's app factory: configuration validated here, every client made in the lifespan.
+
+    app = create_app(GatewaySettings())        # what `kit serve gateway` runs under uvicorn
+
+Tests build apps with their own settings and models file; nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from services.common.local_client import LocalClient
+from services.common.logging import configure_logging, get_logger
+from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, add_metrics_route
+from services.common.request_id import RequestIdMiddleware
+from services.common.settings import load_settings
+from services.gateway.auth import KeyStore, load_keys
+from services.gateway.cache import CacheBackend, MemoryCache, RedisCache
+from services.gateway.config import load_models
+from services.gateway.errors import install_error_handlers
+from services.gateway.limits import Budgets, Limits
+from services.gateway.metrics import GatewayMetrics
+from services.gateway.pricing import Pricing
+from services.gateway.providers import build_providers
+from services.gateway.providers.local import LocalProvider
+from services.gateway.request_limits import BodySizeLimitMiddleware
+from services.gateway.router import Router
+from services.gateway.routes import chat, embeddings, health, models
+from services.gateway.service import Gateway
+from services.gateway.settings import GatewaySettings
+
+log = get_logger("gateway")
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    *,
+    local: LocalClient | None = None,
+    environ: Mapping[str, str] | None = None,
+    keys: KeyStore | None = None,
+) -> FastAPI:
+    """Build the gateway. `local` shares already-loaded local models (tests, embedded mode);
+    `environ` is where provider keys are read from (default: the process environment);
+    `keys` replaces the keys file (the embedded client uses one ephemeral key)."""
+    settings = settings or load_settings(GatewaySettings)
+    configure_logging(settings)
+    # Fail fast, before serving: a broken models or keys file stops start-up with its message.
+    gateway_models = load_models(settings.models_file, os.environ if environ is None else environ)
+    if keys is None:
+        keys = KeyStore(load_keys(settings.resolved_keys_file).keys)
+    if settings.auth == "keys" and not len(keys):
+        log.warning("no_api_keys", keys_file=str(settings.resolved_keys_file),
+                    fix="create one with `kit gateway keys create --id NAME`")  # fmt: skip
+
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis_url = str(settings.redis_url) if settings.redis_url else None
+        http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128)
+        )
+        local_client = local or LocalClient(settings)
+        providers = build_providers(gateway_models, http, local_client)
+        router = Router(
+            gateway_models,
+            providers,
+            on_fallback=lambda alias, frm, why: metrics.fallbacks.labels(alias, frm, why).inc(),
+        )
+        cache: CacheBackend | None = None
+        if settings.cache_ttl_s > 0:
+            cache = (
+                RedisCache(redis_url, settings.cache_ttl_s)
+                if redis_url
+                else MemoryCache(settings.cache_ttl_s, settings.cache_max_entries)
+            )
+        budgets = Budgets(redis_url)
+        app.state.gateway = Gateway(
+            settings, router, cache, Limits(redis_url), budgets, Pricing(), metrics
+        )
+        # Load local models in the background; /readyz answers 503 until they are in memory.
+        app.state.warm = asyncio.Event()
+        locals_ = [p for p in providers.values() if isinstance(p, LocalProvider)]
+        warming = asyncio.create_task(_warm_up(locals_, app.state.warm))
+        log.info("gateway_started", aliases=sorted(gateway_models.chains),
+                 disabled=gateway_models.disabled, redis=bool(redis_url))  # fmt: skip
+        try:
+            yield
+        finally:
+            warming.cancel()
+            for provider in providers.values():
+                await provider.aclose()
+            await http.aclose()
+            if cache is not None:
+                await cache.aclose()
+            await budgets.aclose()
+
+    app = FastAPI(
+        title="AI engineering kit: model gateway",
+        summary="An OpenAI-compatible API in front of local and cloud models.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.keys = keys
+    app.state.registry = registry
+    install_error_handlers(app)
+    # The last added runs first: request ids (on every log line), then metrics, then the limit.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry, service="gateway"))
+    app.add_middleware(RequestIdMiddleware)
+    for module in (chat, embeddings, models, health):
+        app.include_router(module.router)
+    add_metrics_route(app, registry)
+    return app
+
+
+async def _warm_up(providers: list[LocalProvider], ready: asyncio.Event) -> None:
+    for provider in providers:
+        await asyncio.to_thread(provider.warm_up)
+    ready.set()

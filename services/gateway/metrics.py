@@ -1,0 +1,50 @@
+"""The gateway's own Prometheus metrics (HTTP request metrics come from `services.common.metrics`).
+
+Labels are bounded sets: model aliases and deployments come from the models file, key ids from
+the keys file, statuses from HTTP. Never a prompt, a user id or a raw path.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from services.common.metrics import LATENCY_BUCKETS
+
+# Time to first token: from a cache hit (<1 ms) to a cold local model (seconds).
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "gateway_requests", "Model requests by alias, deployment that answered, and status.",
+            ["alias", "deployment", "status"], registry=registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "gateway_request_duration_seconds", "Time to the complete answer.",
+            ["alias", "deployment"], buckets=LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.ttft = Histogram(
+            "gateway_time_to_first_token_seconds", "Time to the first streamed token.",
+            ["alias", "deployment"], buckets=TTFT_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.tokens = Counter(
+            "gateway_tokens", "Tokens processed, by kind (prompt or completion).",
+            ["alias", "deployment", "kind"], registry=registry,
+        )  # fmt: skip
+        self.cost = Counter(
+            "gateway_cost_usd", "Money spent at providers, in USD.",
+            ["alias", "deployment", "key_id"], registry=registry,
+        )  # fmt: skip
+        self.cache = Counter(
+            "gateway_cache", "Response cache look-ups by result (hit, miss, shared).",
+            ["alias", "result"], registry=registry,
+        )  # fmt: skip
+        self.fallbacks = Counter(
+            "gateway_fallbacks", "Moves to the next deployment of a chain, and why.",
+            ["alias", "from_deployment", "reason"], registry=registry,
+        )  # fmt: skip
+        self.rejected = Counter(
+            "gateway_rejected", "Requests refused by a key's limits (rpm, tpm, budget).",
+            ["key_id", "limit"], registry=registry,
+        )  # fmt: skip

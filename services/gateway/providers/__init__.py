@@ -1,0 +1,38 @@
+"""Providers: one class per way of reaching a model; `build_providers` makes one per deployment."""
+
+from __future__ import annotations
+
+import httpx
+
+from services.common.local_client import LocalClient
+from services.gateway.config import GatewayModels
+from services.gateway.providers.base import Provider, ProviderError
+
+
+def build_providers(
+    models: GatewayModels, http: httpx.AsyncClient, local: LocalClient
+) -> dict[str, Provider]:
+    """A provider per enabled deployment, by deployment name. Imports only what is used."""
+    providers: dict[str, Provider] = {}
+    for chain in models.chains.values():
+        for deployment in chain:
+            if deployment.name in providers:
+                continue
+            provider: Provider
+            if deployment.spec.provider == "local":
+                from services.gateway.providers.local import LocalProvider
+
+                provider = LocalProvider(deployment, local)
+            elif deployment.spec.provider == "openai":
+                from services.gateway.providers.openai_compatible import OpenAICompatibleProvider
+
+                provider = OpenAICompatibleProvider(deployment, http)
+            else:
+                from services.gateway.providers.litellm_provider import LiteLLMProvider
+
+                provider = LiteLLMProvider(deployment)
+            providers[deployment.name] = provider
+    return providers
+
+
+__all__ = ["Provider", "ProviderError", "build_providers"]

@@ -1,0 +1,143 @@
+"""Any server that speaks the OpenAI API: OpenAI itself, vLLM, Ollama, llama.cpp's server, ...
+
+This is the gateway's fast path, a direct httpx call with JSON parsed by orjson. Measured on
+loopback, `litellm.acompletion` adds about 2.4 ms per call to a raw httpx request (and its Router
+about 1 ms more); for servers that already speak OpenAI there is nothing to translate, so we do
+not pay that. Providers that need translation (Anthropic, Gemini, ...) go through LiteLLM instead
+(`litellm_provider.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from services.gateway.config import ResolvedDeployment
+from services.gateway.providers.base import (
+    ChatAnswer,
+    ChatCall,
+    EmbedAnswer,
+    ProviderError,
+    kind_for_status,
+)
+
+OPENAI_API_BASE = "https://api.openai.com/v1"
+
+
+class OpenAICompatibleProvider:
+    def __init__(self, deployment: ResolvedDeployment, client: httpx.AsyncClient) -> None:
+        self.model = deployment.spec.model
+        self.base = (deployment.api_base or OPENAI_API_BASE).rstrip("/")
+        self.client = client  # shared by every deployment: one connection pool per gateway
+        self.headers = {"content-type": "application/json"}
+        if deployment.api_key is not None:
+            self.headers["authorization"] = f"Bearer {deployment.api_key.get_secret_value()}"
+
+    async def chat(self, call: ChatCall, timeout: float) -> ChatAnswer:
+        body = {**call.params, "model": self.model, "messages": call.messages}
+        data = await self._post("/chat/completions", body, timeout)
+        choices = data.get("choices")
+        if not (isinstance(choices, list) and choices and isinstance(choices[0], dict)
+                and "message" in choices[0]):  # fmt: skip
+            raise ProviderError("server_error", "upstream answer has no choices[0].message")
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
+        return ChatAnswer(data, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+
+    async def stream(self, call: ChatCall, timeout: float) -> AsyncIterator[dict[str, Any]]:
+        body = {
+            **call.params,
+            "model": self.model,
+            "messages": call.messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},  # so streamed tokens can be accounted for
+        }
+        request = self.client.build_request(
+            "POST", f"{self.base}/chat/completions", content=orjson.dumps(body),
+            headers=self.headers, timeout=timeout,
+        )  # fmt: skip
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise ProviderError("timeout", f"no answer within {timeout}s") from exc
+        except httpx.TransportError as exc:
+            raise ProviderError("connection", f"{type(exc).__name__}: {exc}") from exc
+        try:
+            if response.status_code >= 400:
+                await response.aread()
+                raise _error_from(response)
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, "event:" lines
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                try:
+                    yield orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise ProviderError("server_error", "malformed stream chunk") from None
+        except httpx.TimeoutException as exc:
+            raise ProviderError("timeout", f"stream stalled for {timeout}s") from exc
+        except httpx.TransportError as exc:
+            raise ProviderError("connection", f"stream broken: {exc}") from exc
+        finally:
+            await response.aclose()
+
+    async def embed(self, texts: list[str], timeout: float) -> EmbedAnswer:
+        data = await self._post("/embeddings", {"model": self.model, "input": texts}, timeout)
+        try:
+            rows = sorted(data["data"], key=lambda row: row["index"])
+            vectors = [row["embedding"] for row in rows]
+        except (KeyError, TypeError):
+            raise ProviderError("server_error", "upstream answer has no data[].embedding") from None
+        if len(vectors) != len(texts):
+            raise ProviderError("server_error", f"{len(vectors)} vectors for {len(texts)} inputs")
+        return EmbedAnswer(vectors, (data.get("usage") or {}).get("prompt_tokens", 0))
+
+    async def _post(self, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        try:
+            response = await self.client.post(
+                f"{self.base}{path}", content=orjson.dumps(body), headers=self.headers,
+                timeout=timeout,
+            )  # fmt: skip
+        except httpx.TimeoutException as exc:
+            raise ProviderError("timeout", f"no answer within {timeout}s") from exc
+        except httpx.TransportError as exc:
+            raise ProviderError("connection", f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise ProviderError("server_error", "upstream answered malformed JSON") from None
+        if not isinstance(data, dict):
+            raise ProviderError("server_error", "upstream answered JSON that is not an object")
+        return data
+
+    async def aclose(self) -> None:
+        """The shared client is closed by the gateway's lifespan, not per deployment."""
+
+
+def _error_from(response: httpx.Response) -> ProviderError:
+    """Turn an upstream error response into a `ProviderError`, keeping its message."""
+    message = f"upstream answered {response.status_code}"
+    try:
+        detail = json.loads(response.content)["error"]["message"]
+        message = f"{message}: {detail}"
+    except (ValueError, KeyError, TypeError):
+        pass
+    retry_after = None
+    if "retry-after" in response.headers:
+        try:
+            retry_after = float(response.headers["retry-after"])
+        except ValueError:
+            retry_after = None  # an HTTP date; we do not wait for those
+    return ProviderError(
+        kind_for_status(response.status_code), message, status=response.status_code,
+        retry_after=retry_after,
+    )  # fmt: skip
