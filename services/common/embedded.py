@@ -36,9 +36,11 @@ class EmbeddedServer:
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True,
+            target=self._server.run,
+            kwargs={"sockets": [self._sock]},
+            daemon=True,
             name=f"embedded-server-{self.port}",
-        )  # fmt: skip
+        )
         self._startup_timeout_s = startup_timeout_s
 
     def start(self) -> EmbeddedServer:

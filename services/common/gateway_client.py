@@ -37,9 +37,12 @@ class GatewayRequestError(KitError):
 
 
 def _chat_body(
-    messages: Sequence[ChatMessage], model: str | None, max_tokens: int, temperature: float,
+    messages: Sequence[ChatMessage],
+    model: str | None,
+    max_tokens: int,
+    temperature: float,
     stream: bool,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "messages": list(messages),
         "max_tokens": max_tokens,
@@ -122,18 +125,26 @@ class GatewayClient:
         return cls(server.url, api_key=key, server=server)
 
     def chat(
-        self, messages: Sequence[ChatMessage], *, model: str | None = None,
-        max_tokens: int = 256, temperature: float = 0.0,
-    ) -> ChatResult:  # fmt: skip
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> ChatResult:
         body = _chat_body(messages, model, max_tokens, temperature, stream=False)
         response = self._http.post("/v1/chat/completions", json=body)
         _raise_for_error(response)
         return _chat_result(response.json())
 
     def stream_chat(
-        self, messages: Sequence[ChatMessage], *, model: str | None = None,
-        max_tokens: int = 256, temperature: float = 0.0,
-    ) -> Iterator[str]:  # fmt: skip
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> Iterator[str]:
         body = _chat_body(messages, model, max_tokens, temperature, stream=True)
         with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
             if response.status_code >= 400:
@@ -165,9 +176,11 @@ class GatewayClient:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.close()
 
 
@@ -183,18 +196,26 @@ class AsyncGatewayClient:
         )
 
     async def chat(
-        self, messages: Sequence[ChatMessage], *, model: str | None = None,
-        max_tokens: int = 256, temperature: float = 0.0,
-    ) -> ChatResult:  # fmt: skip
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> ChatResult:
         body = _chat_body(messages, model, max_tokens, temperature, stream=False)
         response = await self._http.post("/v1/chat/completions", json=body)
         _raise_for_error(response)
         return _chat_result(response.json())
 
     async def stream_chat(
-        self, messages: Sequence[ChatMessage], *, model: str | None = None,
-        max_tokens: int = 256, temperature: float = 0.0,
-    ) -> AsyncIterator[str]:  # fmt: skip
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> AsyncIterator[str]:
         body = _chat_body(messages, model, max_tokens, temperature, stream=True)
         async with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
             if response.status_code >= 400:

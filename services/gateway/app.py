@@ -56,8 +56,11 @@ def create_app(
     if keys is None:
         keys = KeyStore(load_keys(settings.resolved_keys_file).keys)
     if settings.auth == "keys" and not len(keys):
-        log.warning("no_api_keys", keys_file=str(settings.resolved_keys_file),
-                    fix="create one with `kit gateway keys create --id NAME`")  # fmt: skip
+        log.warning(
+            "no_api_keys",
+            keys_file=str(settings.resolved_keys_file),
+            fix="create one with `kit gateway keys create --id NAME`",
+        )
 
     registry = CollectorRegistry()
     metrics = GatewayMetrics(registry)
@@ -82,16 +85,33 @@ def create_app(
                 if redis_url
                 else MemoryCache(settings.cache_ttl_s, settings.cache_max_entries)
             )
+        semantic = None
+        if settings.semantic_cache:
+            from services.gateway.semantic_cache import SemanticCache
+
+            semantic = SemanticCache(
+                local_client,
+                threshold=settings.semantic_threshold,
+                ttl_s=settings.cache_ttl_s or 300,
+                qdrant_url=str(settings.qdrant_url) if settings.qdrant_url else None,
+                qdrant_api_key=(
+                    settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+                ),
+            )
         budgets = Budgets(redis_url)
         app.state.gateway = Gateway(
-            settings, router, cache, Limits(redis_url), budgets, Pricing(), metrics
+            settings, router, cache, Limits(redis_url), budgets, Pricing(), metrics, semantic
         )
         # Load local models in the background; /readyz answers 503 until they are in memory.
         app.state.warm = asyncio.Event()
         locals_ = [p for p in providers.values() if isinstance(p, LocalProvider)]
         warming = asyncio.create_task(_warm_up(locals_, app.state.warm))
-        log.info("gateway_started", aliases=sorted(gateway_models.chains),
-                 disabled=gateway_models.disabled, redis=bool(redis_url))  # fmt: skip
+        log.info(
+            "gateway_started",
+            aliases=sorted(gateway_models.chains),
+            disabled=gateway_models.disabled,
+            redis=bool(redis_url),
+        )
         try:
             yield
         finally:
@@ -101,6 +121,8 @@ def create_app(
             await http.aclose()
             if cache is not None:
                 await cache.aclose()
+            if semantic is not None:
+                await semantic.aclose()
             await budgets.aclose()
 
     app = FastAPI(

@@ -125,8 +125,12 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         first = exc.errors()[0] if exc.errors() else {}
         param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
-        body = error_body("Invalid request: " + "; ".join(problems), "invalid_request_error",
-                          "invalid_request", param)  # fmt: skip
+        body = error_body(
+            "Invalid request: " + "; ".join(problems),
+            "invalid_request_error",
+            "invalid_request",
+            param,
+        )
         return json_response(body, status_code=400)
 
     @app.exception_handler(HTTPException)

@@ -17,34 +17,52 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
-            "gateway_requests", "Model requests by alias, deployment that answered, and status.",
-            ["alias", "deployment", "status"], registry=registry,
-        )  # fmt: skip
+            "gateway_requests",
+            "Model requests by alias, deployment that answered, and status.",
+            ["alias", "deployment", "status"],
+            registry=registry,
+        )
         self.latency = Histogram(
-            "gateway_request_duration_seconds", "Time to the complete answer.",
-            ["alias", "deployment"], buckets=LATENCY_BUCKETS, registry=registry,
-        )  # fmt: skip
+            "gateway_request_duration_seconds",
+            "Time to the complete answer.",
+            ["alias", "deployment"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.ttft = Histogram(
-            "gateway_time_to_first_token_seconds", "Time to the first streamed token.",
-            ["alias", "deployment"], buckets=TTFT_BUCKETS, registry=registry,
-        )  # fmt: skip
+            "gateway_time_to_first_token_seconds",
+            "Time to the first streamed token.",
+            ["alias", "deployment"],
+            buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
         self.tokens = Counter(
-            "gateway_tokens", "Tokens processed, by kind (prompt or completion).",
-            ["alias", "deployment", "kind"], registry=registry,
-        )  # fmt: skip
+            "gateway_tokens",
+            "Tokens processed, by kind (prompt or completion).",
+            ["alias", "deployment", "kind"],
+            registry=registry,
+        )
         self.cost = Counter(
-            "gateway_cost_usd", "Money spent at providers, in USD.",
-            ["alias", "deployment", "key_id"], registry=registry,
-        )  # fmt: skip
+            "gateway_cost_usd",
+            "Money spent at providers, in USD.",
+            ["alias", "deployment", "key_id"],
+            registry=registry,
+        )
         self.cache = Counter(
-            "gateway_cache", "Response cache look-ups by result (hit, miss, shared).",
-            ["alias", "result"], registry=registry,
-        )  # fmt: skip
+            "gateway_cache",
+            "Response cache look-ups by result (hit, miss, shared).",
+            ["alias", "result"],
+            registry=registry,
+        )
         self.fallbacks = Counter(
-            "gateway_fallbacks", "Moves to the next deployment of a chain, and why.",
-            ["alias", "from_deployment", "reason"], registry=registry,
-        )  # fmt: skip
+            "gateway_fallbacks",
+            "Moves to the next deployment of a chain, and why.",
+            ["alias", "from_deployment", "reason"],
+            registry=registry,
+        )
         self.rejected = Counter(
-            "gateway_rejected", "Requests refused by a key's limits (rpm, tpm, budget).",
-            ["key_id", "limit"], registry=registry,
-        )  # fmt: skip
+            "gateway_rejected",
+            "Requests refused by a key's limits (rpm, tpm, budget).",
+            ["key_id", "limit"],
+            registry=registry,
+        )

@@ -54,12 +54,17 @@ class BodySizeLimitMiddleware:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = orjson.dumps(error_body(
-            f"Request body is larger than this gateway's limit of {self.max_bytes} bytes; "
-            "send less (fewer or shorter messages), or raise GATEWAY_MAX_BODY_BYTES.",
-            "invalid_request_error", "request_too_large",
-        ))  # fmt: skip
-        headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode())]  # fmt: skip
+        body = orjson.dumps(
+            error_body(
+                f"Request body is larger than this gateway's limit of {self.max_bytes} bytes; "
+                "send less (fewer or shorter messages), or raise GATEWAY_MAX_BODY_BYTES.",
+                "invalid_request_error",
+                "request_too_large",
+            )
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -70,9 +70,11 @@ class Router:
         name = alias or self.models.default_model
         chain = self.models.chains.get(name)
         if chain is None or chain[0].spec.task != task:
-            raise UnknownModel(name, sorted(a for a in self.models.chains
-                                            if self.models.task(a) == task),
-                               self.models.disabled)  # fmt: skip
+            raise UnknownModel(
+                name,
+                sorted(a for a in self.models.chains if self.models.task(a) == task),
+                self.models.disabled,
+            )
         return name, chain
 
     async def chat(self, alias: str | None, call: ChatCall) -> Routed[ChatAnswer]:

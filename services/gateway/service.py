@@ -24,6 +24,7 @@ from services.gateway.pricing import Pricing
 from services.gateway.providers.base import ChatAnswer, ChatCall
 from services.gateway.redact import redact
 from services.gateway.router import Routed, Router
+from services.gateway.semantic_cache import SemanticCache
 from services.gateway.settings import GatewaySettings
 
 log = get_logger("gateway")
@@ -37,7 +38,7 @@ class Outcome:
     body: dict[str, Any]
     alias: str
     deployment: str
-    cache: str  # hit | miss | shared | bypass | off
+    cache: str  # hit | semantic_hit | miss | shared | bypass | off
     fallbacks: int = 0
 
 
@@ -51,6 +52,7 @@ class Gateway:
         budgets: Budgets,
         pricing: Pricing,
         metrics: GatewayMetrics,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -59,6 +61,7 @@ class Gateway:
         self.budgets = budgets
         self.pricing = pricing
         self.metrics = metrics
+        self.semantic = semantic
         self.flight = SingleFlight()
 
     async def admit(self, key: ApiKey) -> None:
@@ -82,37 +85,44 @@ class Gateway:
             request["messages"], {k: v for k, v in request.items() if k not in _ENVELOPE}
         )
 
-        cacheable = (
-            self.cache is not None
-            and use_cache
-            and is_cacheable(request, self.settings.cache_nondeterministic)
-        )
-        if not cacheable:
+        caches_on = self.cache is not None or self.semantic is not None
+        if not (
+            caches_on and use_cache and is_cacheable(request, self.settings.cache_nondeterministic)
+        ):
             routed = await self.router.chat(alias, call)
-            outcome = await self._answered(key, alias, routed, "bypass" if self.cache else "off")
+            outcome = await self._answered(key, alias, routed, "bypass" if caches_on else "off")
         else:
-            assert self.cache is not None
-            cache = self.cache
-            entry_key = cache_key(alias, request)
-            cached = await cache.get(entry_key)
-            if cached is not None:
-                self.metrics.cache.labels(alias, "hit").inc()
-                outcome = Outcome(cached["body"], alias, cached["deployment"], "hit")
-            else:
-
-                async def call_upstream() -> Outcome:
-                    routed = await self.router.chat(alias, call)
-                    answered = await self._answered(key, alias, routed, "miss")
-                    await cache.set(entry_key, {"body": answered.body,
-                                                "deployment": answered.deployment})  # fmt: skip
-                    return answered
-
-                outcome, shared = await self.flight.run(entry_key, call_upstream)
-                if shared:
-                    outcome = Outcome(outcome.body, alias, outcome.deployment, "shared")
-                self.metrics.cache.labels(alias, outcome.cache).inc()
+            outcome = await self._cached_or_called(key, alias, call, request)
+            self.metrics.cache.labels(alias, outcome.cache).inc()
         self._log(key, outcome, started, request)
         return outcome
+
+    async def _cached_or_called(
+        self, key: ApiKey, alias: str, call: ChatCall, request: dict[str, Any]
+    ) -> Outcome:
+        """Exact cache, then semantic cache, then one upstream call per identical burst."""
+        entry_key = cache_key(alias, request)
+        if self.cache is not None and (entry := await self.cache.get(entry_key)) is not None:
+            return Outcome(entry["body"], alias, entry["deployment"], "hit")
+        if self.semantic is not None:
+            found = await self.semantic.get(alias, request)
+            if found is not None:
+                entry, similarity = found
+                log.debug("semantic_cache_hit", alias=alias, similarity=round(similarity, 4))
+                return Outcome(entry["body"], alias, entry["deployment"], "semantic_hit")
+
+        async def call_upstream() -> Outcome:
+            routed = await self.router.chat(alias, call)
+            answered = await self._answered(key, alias, routed, "miss")
+            entry = {"body": answered.body, "deployment": answered.deployment}
+            if self.cache is not None:
+                await self.cache.set(entry_key, entry)
+            if self.semantic is not None:
+                await self.semantic.set(alias, request, entry)
+            return answered
+
+        outcome, shared = await self.flight.run(entry_key, call_upstream)
+        return Outcome(outcome.body, alias, outcome.deployment, "shared") if shared else outcome
 
     async def _answered(
         self, key: ApiKey, alias: str, routed: Routed[ChatAnswer], cache: str
@@ -155,8 +165,14 @@ class Gateway:
                     yield chunk
                 status = "200"
             finally:
-                await self._account(key, alias, deployment, usage.get("prompt_tokens", 0),
-                                    usage.get("completion_tokens", 0), status=status)  # fmt: skip
+                await self._account(
+                    key,
+                    alias,
+                    deployment,
+                    usage.get("prompt_tokens", 0),
+                    usage.get("completion_tokens", 0),
+                    status=status,
+                )
                 outcome = Outcome({"usage": usage}, alias, deployment.name, "off", routed.fallbacks)
                 self._log(key, outcome, started, request, answer="".join(pieces), stream=True)
 

@@ -47,9 +47,12 @@ def test_the_local_model_answers_through_the_sdk_whole_and_streamed(
         client = sdk(server)
         whole = client.chat.completions.create(model="local", messages=QUESTION, max_tokens=16)
         streamed = client.chat.completions.create(
-            model="local", messages=QUESTION, max_tokens=16, stream=True,
+            model="local",
+            messages=QUESTION,
+            max_tokens=16,
+            stream=True,
             stream_options={"include_usage": True},
-        )  # fmt: skip
+        )
         chunks = list(streamed)
         models = [m.id for m in client.models.list()]
 
@@ -69,8 +72,9 @@ def test_the_sdk_sees_gateway_errors_as_its_own_exceptions(
         with pytest.raises(openai.NotFoundError, match="not served by this gateway"):
             sdk(server).chat.completions.create(model="gpt-9", messages=QUESTION)
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=f"{server.url}/v1", api_key="wrong", max_retries=0)\
-                .chat.completions.create(model="local", messages=QUESTION)  # fmt: skip
+            openai.OpenAI(
+                base_url=f"{server.url}/v1", api_key="wrong", max_retries=0
+            ).chat.completions.create(model="local", messages=QUESTION)
 
 
 def test_the_kit_client_runs_an_embedded_gateway_with_no_server_to_start(

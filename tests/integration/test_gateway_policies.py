@@ -27,11 +27,13 @@ def test_a_repeated_deterministic_request_is_served_from_cache(
         first = client.post("/v1/chat/completions", json=DETERMINISTIC, headers=AUTH)
         # Same request, keys in another order and 0 written as 0.0: the same cache entry.
         second = client.post(
-            "/v1/chat/completions", headers=AUTH,
+            "/v1/chat/completions",
+            headers=AUTH,
             json={"temperature": 0.0, "messages": DETERMINISTIC["messages"], "model": "chain"},
-        )  # fmt: skip
-        bypass = client.post("/v1/chat/completions", json=DETERMINISTIC,
-                             headers=AUTH | {"cache-control": "no-cache"})  # fmt: skip
+        )
+        bypass = client.post(
+            "/v1/chat/completions", json=DETERMINISTIC, headers=AUTH | {"cache-control": "no-cache"}
+        )
         sampled = [
             client.post("/v1/chat/completions", json=chat_body(temperature=0.8), headers=AUTH)
             for _ in range(2)
@@ -68,9 +70,9 @@ def test_a_burst_of_identical_requests_costs_one_upstream_call(
 
     async def burst(url: str) -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=10) as client:
-            return await asyncio.gather(*[
-                client.post("/v1/chat/completions", json=DETERMINISTIC) for _ in range(10)
-            ])  # fmt: skip
+            return await asyncio.gather(
+                *[client.post("/v1/chat/completions", json=DETERMINISTIC) for _ in range(10)]
+            )
 
     with EmbeddedServer(gateway_app(tmp_path, upstream, local_client)) as server:
         responses = asyncio.run(burst(server.url))
@@ -86,8 +88,11 @@ def test_a_request_without_a_valid_key_is_refused_with_401(
 ) -> None:
     with TestClient(gateway_app(tmp_path, upstream, local_client)) as client:
         missing = client.post("/v1/chat/completions", json=chat_body())
-        wrong = client.post("/v1/chat/completions", json=chat_body(),
-                            headers={"authorization": "Bearer sk-kit-guess"})  # fmt: skip
+        wrong = client.post(
+            "/v1/chat/completions",
+            json=chat_body(),
+            headers={"authorization": "Bearer sk-kit-guess"},
+        )
         models = client.get("/v1/models")
         health = client.get("/healthz")
 
@@ -190,9 +195,11 @@ def test_metrics_after_a_known_sequence(
 
 
 def test_one_log_line_per_request_with_redacted_prompts_and_no_key(
-    tmp_path: Path, upstream: FakeUpstream, local_client: LocalClient,
+    tmp_path: Path,
+    upstream: FakeUpstream,
+    local_client: LocalClient,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     upstream.default = ok("Noted: mail jo@example.com")
     app = gateway_app(tmp_path, upstream, local_client, log_prompts=True, log_format="json")
     secret = "my card is 4111 1111 1111 1111, call me on +44 20 7946 0958 or jo@example.com"
@@ -210,3 +217,33 @@ def test_one_log_line_per_request_with_redacted_prompts_and_no_key(
     assert len(request_line["request_id"]) == 32
     for leaked in ("4111 1111 1111 1111", "7946 0958", "jo@example.com", KEY):
         assert leaked not in err
+
+
+def test_the_semantic_cache_answers_a_paraphrase_but_not_a_different_question(
+    tmp_path: Path, upstream: FakeUpstream, local_client: LocalClient
+) -> None:
+    app = gateway_app(tmp_path, upstream, local_client, semantic_cache=True, cache_ttl_s=300)
+    system = {"role": "system", "content": "You are a support assistant."}
+
+    def ask(question: str, system_prompt: dict[str, str] = system) -> httpx.Response:
+        body = {
+            "model": "chain",
+            "temperature": 0,
+            "messages": [system_prompt, {"role": "user", "content": question}],
+        }
+        return client.post("/v1/chat/completions", json=body, headers=AUTH)
+
+    with TestClient(app) as client:
+        first = ask("How do I reset my password?")
+        paraphrase = ask("How can I reset my password?")  # cosine 0.99
+        different = ask("How do I reset my username?")  # cosine 0.70: another question
+        other_scope = ask(
+            "How can I reset my password?", {"role": "system", "content": "You are a pirate."}
+        )
+
+    assert first.headers["x-kit-cache"] == "miss"
+    assert paraphrase.headers["x-kit-cache"] == "semantic_hit"
+    assert paraphrase.json() == first.json()
+    assert different.headers["x-kit-cache"] == "miss"
+    assert other_scope.headers["x-kit-cache"] == "miss"  # same words, another system prompt
+    assert upstream.calls() == 3

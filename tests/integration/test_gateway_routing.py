@@ -107,10 +107,13 @@ def test_falls_back_to_the_local_model_when_the_cloud_is_down(
     with TestClient(gateway_app(tmp_path, upstream, local_client)) as client:
         response = client.post(
             "/v1/chat/completions",
-            json=chat_body("What is the capital of France? Answer in one word.",
-                           model="cloud-then-local", max_tokens=16),
+            json=chat_body(
+                "What is the capital of France? Answer in one word.",
+                model="cloud-then-local",
+                max_tokens=16,
+            ),
             headers=AUTH,
-        )  # fmt: skip
+        )
 
     assert response.status_code == 200
     assert response.headers["x-kit-deployment"] == "local-smollm2"
@@ -120,13 +123,17 @@ def test_falls_back_to_the_local_model_when_the_cloud_is_down(
 def test_unknown_models_and_bad_bodies_get_openai_style_errors(
     tmp_path: Path, upstream: FakeUpstream, local_client: LocalClient
 ) -> None:
-    app = gateway_app(tmp_path, upstream, local_client, max_messages=3, max_tokens_limit=100,
-                      max_body_bytes=2048)  # fmt: skip
+    app = gateway_app(
+        tmp_path, upstream, local_client, max_messages=3, max_tokens_limit=100, max_body_bytes=2048
+    )
     with TestClient(app) as client:
         unknown = client.post("/v1/chat/completions", json=chat_body(model="gpt-9"), headers=AUTH)
         empty = client.post("/v1/chat/completions", json={"messages": []}, headers=AUTH)
-        many = client.post("/v1/chat/completions", headers=AUTH,
-                           json={"messages": [{"role": "user", "content": "x"}] * 4})  # fmt: skip
+        many = client.post(
+            "/v1/chat/completions",
+            headers=AUTH,
+            json={"messages": [{"role": "user", "content": "x"}] * 4},
+        )
         greedy = client.post("/v1/chat/completions", json=chat_body(max_tokens=5000), headers=AUTH)
         huge = client.post("/v1/chat/completions", json=chat_body("x" * 5000), headers=AUTH)
         not_json = client.post("/v1/chat/completions", content=b"{nope", headers=AUTH)
@@ -162,8 +169,9 @@ def test_embeddings_batch_a_list_through_the_local_model_and_an_upstream(
         local = client.post(
             "/v1/embeddings", json={"model": "minilm", "input": texts}, headers=AUTH
         )
-        remote = client.post("/v1/embeddings", json={"model": "fake-embed", "input": texts},
-                             headers=AUTH)  # fmt: skip
+        remote = client.post(
+            "/v1/embeddings", json={"model": "fake-embed", "input": texts}, headers=AUTH
+        )
         one = client.post("/v1/embeddings", json={"model": "minilm", "input": "one"}, headers=AUTH)
 
     vectors = [row["embedding"] for row in local.json()["data"]]

@@ -48,9 +48,12 @@ class LiteLLMProvider:
     async def chat(self, call: ChatCall, timeout: float) -> ChatAnswer:
         try:
             response = await self.litellm.acompletion(
-                model=self.model, messages=call.messages, timeout=timeout,
-                **call.params, **self.credentials,
-            )  # fmt: skip
+                model=self.model,
+                messages=call.messages,
+                timeout=timeout,
+                **call.params,
+                **self.credentials,
+            )
         except Exception as exc:
             raise _classify(exc) from exc
         body: dict[str, Any] = response.model_dump(exclude_none=True)
@@ -60,9 +63,14 @@ class LiteLLMProvider:
     async def stream(self, call: ChatCall, timeout: float) -> AsyncIterator[dict[str, Any]]:
         try:
             chunks = await self.litellm.acompletion(
-                model=self.model, messages=call.messages, timeout=timeout, stream=True,
-                stream_options={"include_usage": True}, **call.params, **self.credentials,
-            )  # fmt: skip
+                model=self.model,
+                messages=call.messages,
+                timeout=timeout,
+                stream=True,
+                stream_options={"include_usage": True},
+                **call.params,
+                **self.credentials,
+            )
             async for chunk in chunks:
                 yield chunk.model_dump(exclude_none=True)
         except ProviderError:

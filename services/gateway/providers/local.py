@@ -75,10 +75,10 @@ class LocalProvider:
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": self.model,
-                "choices": [] if delta is None else [
-                    {"index": 0, "delta": delta, "finish_reason": finish}
-                ],
-            }  # fmt: skip
+                "choices": []
+                if delta is None
+                else [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
             return body
 
         yield chunk({"role": "assistant", "content": ""})

@@ -41,8 +41,12 @@ class OpenAICompatibleProvider:
         body = {**call.params, "model": self.model, "messages": call.messages}
         data = await self._post("/chat/completions", body, timeout)
         choices = data.get("choices")
-        if not (isinstance(choices, list) and choices and isinstance(choices[0], dict)
-                and "message" in choices[0]):  # fmt: skip
+        if not (
+            isinstance(choices, list)
+            and choices
+            and isinstance(choices[0], dict)
+            and "message" in choices[0]
+        ):
             raise ProviderError("server_error", "upstream answer has no choices[0].message")
         usage = data.get("usage")
         if not isinstance(usage, dict):
@@ -58,9 +62,12 @@ class OpenAICompatibleProvider:
             "stream_options": {"include_usage": True},  # so streamed tokens can be accounted for
         }
         request = self.client.build_request(
-            "POST", f"{self.base}/chat/completions", content=orjson.dumps(body),
-            headers=self.headers, timeout=timeout,
-        )  # fmt: skip
+            "POST",
+            f"{self.base}/chat/completions",
+            content=orjson.dumps(body),
+            headers=self.headers,
+            timeout=timeout,
+        )
         try:
             response = await self.client.send(request, stream=True)
         except httpx.TimeoutException as exc:
@@ -102,9 +109,11 @@ class OpenAICompatibleProvider:
     async def _post(self, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         try:
             response = await self.client.post(
-                f"{self.base}{path}", content=orjson.dumps(body), headers=self.headers,
+                f"{self.base}{path}",
+                content=orjson.dumps(body),
+                headers=self.headers,
                 timeout=timeout,
-            )  # fmt: skip
+            )
         except httpx.TimeoutException as exc:
             raise ProviderError("timeout", f"no answer within {timeout}s") from exc
         except httpx.TransportError as exc:
@@ -138,6 +147,8 @@ def _error_from(response: httpx.Response) -> ProviderError:
         except ValueError:
             retry_after = None  # an HTTP date; we do not wait for those
     return ProviderError(
-        kind_for_status(response.status_code), message, status=response.status_code,
+        kind_for_status(response.status_code),
+        message,
+        status=response.status_code,
         retry_after=retry_after,
-    )  # fmt: skip
+    )

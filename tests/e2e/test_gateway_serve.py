@@ -1,0 +1,87 @@
+"""`kit serve gateway` as an operator runs it: create a key, start the server, call it, stop it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import free_port
+
+KIT = str(Path(sys.executable).with_name("kit"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_serve_gateway_answers_with_a_created_key(kit_env: dict[str, str], tmp_path: Path) -> None:
+    created = subprocess.run(
+        [KIT, "gateway", "keys", "create", "--id", "e2e", "--rpm", "100"],
+        env=kit_env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("sk-kit-")
+    keys_file = Path(kit_env["KIT_DATA_DIR"]) / "gateway-keys.yaml"
+    assert key not in keys_file.read_text()  # only its hash is stored
+
+    port = free_port()
+    env = kit_env | {"KIT_LOG_FORMAT": "json"}
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [KIT, "serve", "gateway", "--port", str(port)],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # ready once the local models are loaded
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "gateway not ready in 120 s"
+            time.sleep(0.2)
+
+        answer = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={
+                "model": "local",
+                "max_tokens": 16,
+                "messages": [
+                    {"role": "system", "content": "Answer with one word."},
+                    {"role": "user", "content": "What is the capital of France?"},
+                ],
+            },
+            timeout=60,
+        )
+        refused = httpx.post(f"{base}/v1/chat/completions", json={"messages": []}, timeout=10)
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=30)
+
+    assert answer.status_code == 200, answer.text
+    assert "Paris" in answer.json()["choices"][0]["message"]["content"]
+    assert answer.headers["x-kit-deployment"] == "local-smollm2"
+    assert refused.status_code == 401
+    assert (
+        'gateway_requests_total{alias="local",deployment="local-smollm2",status="200"} 1.0'
+        in metrics
+    )
+    # uvicorn shuts down cleanly on SIGTERM, then re-raises it: the exit status names the signal.
+    assert code == -signal.SIGTERM
+    assert "Application shutdown complete." in log_path.read_text()
+    assert key not in log_path.read_text()
