@@ -37,7 +37,8 @@ PIP_PINNED := $(PIP) install --constraint constraints.txt
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: help setup demo test test-unit test-integration test-e2e lint format lock clean distclean
+.PHONY: help setup demo test test-unit test-integration test-e2e lint format lock clean distclean \
+	bench-gateway
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +76,16 @@ test-integration: setup ## Real parts: shipped models, local servers on 127.0.0.
 test-e2e: setup ## The kit as a user runs it: `kit` commands in subprocesses
 	$(BIN)/pytest tests/e2e
 
+# The LiteLLM proxy, for the side-by-side benchmark, in its own venv: its pins clash with ours.
+# 1.106.12 is the newest release whose proxy extras install from PyPI today.
+LITELLM_PROXY := litellm[proxy]==1.106.12
+
+bench-gateway: setup ## Gateway vs direct call vs LiteLLM proxy, and local model speed (prints figures)
+	@command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk (or brew install wrk)"; exit 1; }
+	@test -x .bench/litellm-proxy/bin/litellm || { $(PYTHON) -m venv .bench/litellm-proxy && \
+		.bench/litellm-proxy/bin/python -m pip install --quiet "$(LITELLM_PROXY)"; }
+	$(BIN)/python -m tests.bench.gateway
+
 lint: setup ## ruff (lint and format check) and mypy (strict) on services/ and pipelines/
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -98,7 +109,7 @@ lock: ## Re-resolve pyproject.toml in a scratch venv and rewrite constraints.txt
 	rm -rf .lock-venv
 
 clean: ## Remove caches and build outputs (keeps .venv)
-	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info .lock-venv
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info .lock-venv .bench
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 distclean: clean ## Remove everything generated, .venv included

@@ -13,6 +13,7 @@ import time
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,6 +60,10 @@ class HttpMetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # The standard Server-Timing header: the time spent in this server before the
+                # response started, visible in a browser's dev tools and to any client.
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                MutableHeaders(scope=message).append("server-timing", f"app;dur={elapsed_ms:.3f}")
             await send(message)
 
         try:

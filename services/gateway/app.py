@@ -12,7 +12,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-import httpx
+import aiohttp
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -68,9 +68,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis_url = str(settings.redis_url) if settings.redis_url else None
-        http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128)
-        )
+        # One connection pool for every OpenAI-compatible deployment, kept alive between calls.
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300))
         local_client = local or LocalClient(settings)
         providers = build_providers(gateway_models, http, local_client)
         router = Router(
@@ -118,7 +117,7 @@ def create_app(
             warming.cancel()
             for provider in providers.values():
                 await provider.aclose()
-            await http.aclose()
+            await http.close()
             if cache is not None:
                 await cache.aclose()
             if semantic is not None:

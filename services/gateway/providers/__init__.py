@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import aiohttp
 
 from services.common.local_client import LocalClient
 from services.gateway.config import GatewayModels
@@ -10,7 +10,7 @@ from services.gateway.providers.base import Provider, ProviderError
 
 
 def build_providers(
-    models: GatewayModels, http: httpx.AsyncClient, local: LocalClient
+    models: GatewayModels, http: aiohttp.ClientSession, local: LocalClient
 ) -> dict[str, Provider]:
     """A provider per enabled deployment, by deployment name. Imports only what is used."""
     providers: dict[str, Provider] = {}

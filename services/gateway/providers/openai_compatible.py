@@ -1,19 +1,22 @@
 """Any server that speaks the OpenAI API: OpenAI itself, vLLM, Ollama, llama.cpp's server, ...
 
-This is the gateway's fast path, a direct httpx call with JSON parsed by orjson. Measured on
-loopback, `litellm.acompletion` adds about 2.4 ms per call to a raw httpx request (and its Router
-about 1 ms more); for servers that already speak OpenAI there is nothing to translate, so we do
-not pay that. Providers that need translation (Anthropic, Gemini, ...) go through LiteLLM instead
-(`litellm_provider.py`).
+This is the gateway's fast path: a direct aiohttp call, JSON encoded and parsed by orjson.
+For servers that already speak OpenAI there is nothing to translate, so we do not pay for
+LiteLLM's translation layer (about 2.4 ms of CPU per call, measured on loopback); providers that
+need translation (Anthropic, Gemini, ...) go through LiteLLM instead (`litellm_provider.py`).
+
+Why aiohttp and not httpx (which the rest of the kit uses): under load, httpx's connection pool
+scans every pooled connection on each request; profiling the gateway at 32 connections showed
+75% of its CPU there. aiohttp's pool does not, and the gateway serves several times more.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from services.gateway.config import ResolvedDeployment
@@ -29,7 +32,7 @@ OPENAI_API_BASE = "https://api.openai.com/v1"
 
 
 class OpenAICompatibleProvider:
-    def __init__(self, deployment: ResolvedDeployment, client: httpx.AsyncClient) -> None:
+    def __init__(self, deployment: ResolvedDeployment, client: aiohttp.ClientSession) -> None:
         self.model = deployment.spec.model
         self.base = (deployment.api_base or OPENAI_API_BASE).rstrip("/")
         self.client = client  # shared by every deployment: one connection pool per gateway
@@ -61,39 +64,32 @@ class OpenAICompatibleProvider:
             "stream": True,
             "stream_options": {"include_usage": True},  # so streamed tokens can be accounted for
         }
-        request = self.client.build_request(
-            "POST",
-            f"{self.base}/chat/completions",
-            content=orjson.dumps(body),
-            headers=self.headers,
-            timeout=timeout,
-        )
+        # A stream may run for minutes; the timeout bounds the wait for each piece, not the total.
+        limit = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise ProviderError("timeout", f"no answer within {timeout}s") from exc
-        except httpx.TransportError as exc:
+            async with self.client.post(
+                f"{self.base}/chat/completions",
+                data=orjson.dumps(body),
+                headers=self.headers,
+                timeout=limit,
+            ) as response:
+                if response.status >= 400:
+                    raise _error_from(response.status, await response.read(), response.headers)
+                async for raw in response.content:
+                    line = raw.strip()
+                    if not line.startswith(b"data:"):
+                        continue  # blank separators, comments, "event:" lines
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        break
+                    try:
+                        yield orjson.loads(payload)
+                    except orjson.JSONDecodeError:
+                        raise ProviderError("server_error", "malformed stream chunk") from None
+        except TimeoutError as exc:
+            raise ProviderError("timeout", f"no data for {timeout}s") from exc
+        except aiohttp.ClientError as exc:
             raise ProviderError("connection", f"{type(exc).__name__}: {exc}") from exc
-        try:
-            if response.status_code >= 400:
-                await response.aread()
-                raise _error_from(response)
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments, "event:" lines
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    break
-                try:
-                    yield orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    raise ProviderError("server_error", "malformed stream chunk") from None
-        except httpx.TimeoutException as exc:
-            raise ProviderError("timeout", f"stream stalled for {timeout}s") from exc
-        except httpx.TransportError as exc:
-            raise ProviderError("connection", f"stream broken: {exc}") from exc
-        finally:
-            await response.aclose()
 
     async def embed(self, texts: list[str], timeout: float) -> EmbedAnswer:
         data = await self._post("/embeddings", {"model": self.model, "input": texts}, timeout)
@@ -108,20 +104,21 @@ class OpenAICompatibleProvider:
 
     async def _post(self, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         try:
-            response = await self.client.post(
+            async with self.client.post(
                 f"{self.base}{path}",
-                content=orjson.dumps(body),
+                data=orjson.dumps(body),
                 headers=self.headers,
-                timeout=timeout,
-            )
-        except httpx.TimeoutException as exc:
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                content = await response.read()
+                if response.status >= 400:
+                    raise _error_from(response.status, content, response.headers)
+        except TimeoutError as exc:
             raise ProviderError("timeout", f"no answer within {timeout}s") from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise ProviderError("connection", f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 400:
-            raise _error_from(response)
         try:
-            data = orjson.loads(response.content)
+            data = orjson.loads(content)
         except orjson.JSONDecodeError:
             raise ProviderError("server_error", "upstream answered malformed JSON") from None
         if not isinstance(data, dict):
@@ -132,23 +129,18 @@ class OpenAICompatibleProvider:
         """The shared client is closed by the gateway's lifespan, not per deployment."""
 
 
-def _error_from(response: httpx.Response) -> ProviderError:
+def _error_from(status: int, content: bytes, headers: Mapping[str, str]) -> ProviderError:
     """Turn an upstream error response into a `ProviderError`, keeping its message."""
-    message = f"upstream answered {response.status_code}"
+    message = f"upstream answered {status}"
     try:
-        detail = json.loads(response.content)["error"]["message"]
+        detail = json.loads(content)["error"]["message"]
         message = f"{message}: {detail}"
     except (ValueError, KeyError, TypeError):
         pass
     retry_after = None
-    if "retry-after" in response.headers:
+    if "retry-after" in headers:
         try:
-            retry_after = float(response.headers["retry-after"])
+            retry_after = float(headers["retry-after"])
         except ValueError:
             retry_after = None  # an HTTP date; we do not wait for those
-    return ProviderError(
-        kind_for_status(response.status_code),
-        message,
-        status=response.status_code,
-        retry_after=retry_after,
-    )
+    return ProviderError(kind_for_status(status), message, status=status, retry_after=retry_after)
