@@ -305,9 +305,9 @@ def main() -> None:
                     server_ms[name] = _server_timing(url, cached, target_key)
 
     direct = results["direct"]["latency"]
-    print(
-        f"{'':15}{'p50 ms':>8}{'p99 ms':>8}{'added p50':>11}{'added p99':>11}{'req/s @' + str(args.connections):>12}{'errors':>8}"
-    )
+    throughput = f"req/s @{args.connections}"
+    print(f"{'':15}{'p50 ms':>8}{'p99 ms':>8}{'added p50':>11}{'added p99':>11}", end="")
+    print(f"{throughput:>12}{'errors':>8}")
     for name, runs in results.items():
         lat, load = runs["latency"], runs["load"]
         print(
@@ -325,7 +325,7 @@ def main() -> None:
         proxy = results["litellm-proxy"]
         added_gateway = gateway["latency"].p50_ms - direct.p50_ms
         added_proxy = proxy["latency"].p50_ms - direct.p50_ms
-        print(f"\nratios, gateway / LiteLLM proxy (same machine, same run):")
+        print("\nratios, gateway / LiteLLM proxy (same machine, same run):")
         print(f"  added p50 latency  {added_gateway / added_proxy:5.2f}  (target <= 0.50)")
         print(
             f"  requests/s         {gateway['load'].rps / proxy['load'].rps:5.2f}  (target >= 2.00)"
