@@ -53,11 +53,20 @@ def write_models(
             "a": fake("fake-a"),
             "b": fake("fake-b"),
             "fake-embedder": fake("fake-embed", task="embedding"),
+            # The same fake upstream reached through LiteLLM, as Anthropic or Gemini would be.
+            "via-litellm": {
+                "provider": "litellm",
+                "model": "openai/fake-litellm",
+                "api_base": upstream_url,
+                "api_key_env": "FAKE_PROVIDER_KEY",
+                "timeout_s": timeout_s,
+            },
             "local-smollm2": {"provider": "local", "model": "smollm2-135m-instruct"},
             "local-minilm": {"provider": "local", "model": "all-minilm-l6-v2", "task": "embedding"},
         },
         "models": {
             "chain": ["a", "b"],
+            "litellm-then-b": ["via-litellm", "b"],
             "solo": ["a"],
             "cloud-then-local": ["a", "local-smollm2"],
             "local": ["local-smollm2"],
@@ -98,7 +107,8 @@ def gateway_app(
         models_file=models_file,
         **settings,
     )
-    return create_app(gateway_settings, local=local, environ={}, keys=KeyStore([record]))
+    environ = {"FAKE_PROVIDER_KEY": "sk-fake-provider"}
+    return create_app(gateway_settings, local=local, environ=environ, keys=KeyStore([record]))
 
 
 def chat_body(content: str = "Hello?", model: str = "chain", **extra: Any) -> dict[str, Any]:

@@ -247,3 +247,24 @@ def test_the_semantic_cache_answers_a_paraphrase_but_not_a_different_question(
     assert different.headers["x-kit-cache"] == "miss"
     assert other_scope.headers["x-kit-cache"] == "miss"  # same words, another system prompt
     assert upstream.calls() == 3
+
+
+def test_rate_limits_are_shared_by_replicas_through_redis(
+    tmp_path: Path, upstream: FakeUpstream, local_client: LocalClient
+) -> None:
+    limited = ApiKey(id="team-a", sha256=hash_key(KEY), rpm=2)
+    with redis_server(tmp_path) as redis_url:
+        one = gateway_app(
+            tmp_path / "one", upstream, local_client, key=limited, redis_url=redis_url
+        )
+        two = gateway_app(
+            tmp_path / "two", upstream, local_client, key=limited, redis_url=redis_url
+        )
+        with TestClient(one) as first, TestClient(two) as second:
+            statuses = [
+                first.post("/v1/chat/completions", json=chat_body("1"), headers=AUTH).status_code,
+                second.post("/v1/chat/completions", json=chat_body("2"), headers=AUTH).status_code,
+                first.post("/v1/chat/completions", json=chat_body("3"), headers=AUTH).status_code,
+            ]
+
+    assert statuses == [200, 200, 429]

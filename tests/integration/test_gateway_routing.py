@@ -182,3 +182,29 @@ def test_embeddings_batch_a_list_through_the_local_model_and_an_upstream(
     assert [row["index"] for row in remote.json()["data"]] == [0, 1, 2]
     assert upstream.calls("/v1/embeddings") == 1  # one batched call for three texts
     assert len(one.json()["data"]) == 1
+
+
+def test_a_litellm_deployment_answers_streams_and_falls_back(
+    tmp_path: Path, upstream: FakeUpstream, local_client: LocalClient
+) -> None:
+    with TestClient(gateway_app(tmp_path, upstream, local_client)) as client:
+        answered = client.post(
+            "/v1/chat/completions", json=chat_body(model="litellm-then-b"), headers=AUTH
+        )
+        streamed = client.post(
+            "/v1/chat/completions",
+            headers=AUTH,
+            json=chat_body(model="litellm-then-b", stream=True),
+        )
+        upstream.script(error(500))
+        fell_back = client.post(
+            "/v1/chat/completions", json=chat_body("other", model="litellm-then-b"), headers=AUTH
+        )
+
+    assert answered.status_code == 200 and answered.headers["x-kit-deployment"] == "via-litellm"
+    assert answered.json()["choices"][0]["message"]["content"] == "Hello from the fake upstream."
+    assert answered.json()["usage"]["prompt_tokens"] == 12
+    sent = next(r for r in upstream.requests if (r.body or {}).get("model") == "fake-litellm")
+    assert sent.headers["authorization"] == "Bearer sk-fake-provider"  # the key from its variable
+    assert "Hello" in streamed.text and streamed.text.rstrip().endswith("data: [DONE]")
+    assert fell_back.headers["x-kit-deployment"] == "b"
