@@ -63,6 +63,8 @@ demo: setup ## Run what the kit does so far, end to end, on the embedded default
 		"Path parameters are declared in the route string." "The weather is nice today."
 	$(BIN)/kit models chat --system "You are a concise assistant." \
 		"In one sentence, what does an API gateway do?"
+	$(BIN)/kit gateway models
+	$(BIN)/kit gateway chat --model local "Name three primary colours."
 
 test: setup ## Run every test tier that can run on this machine
 	$(BIN)/pytest

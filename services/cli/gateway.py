@@ -68,3 +68,26 @@ def models(ctx: typer.Context) -> None:
     console.print(table)
     for name, why in resolved.disabled.items():
         console.print(f"[dim]off: {name} ({why})[/]")
+
+
+@app.command("chat")
+@exits_on_kit_error
+def chat(
+    ctx: typer.Context,
+    prompt: Annotated[str, typer.Argument(help="What to ask.")],
+    model: Annotated[
+        str | None, typer.Option(help="A model alias (default: the gateway's).")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, max=4096)] = 128,
+) -> None:
+    """Ask through the gateway: GATEWAY_URL if set, else a gateway started in this process."""
+    from services.common.gateway_client import GatewayClient
+
+    settings = state(ctx).settings()
+    where = str(settings.gateway_url) if settings.gateway_url else "embedded gateway"
+    with GatewayClient.connect(settings) as client:
+        for piece in client.stream_chat(
+            [{"role": "user", "content": prompt}], model=model, max_tokens=max_tokens
+        ):
+            console.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"\n[dim]via {where}[/]")

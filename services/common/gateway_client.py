@@ -15,6 +15,7 @@ errors come back as `GatewayRequestError` carrying the gateway's status, type an
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -98,7 +99,16 @@ def _embedded(settings: KitSettings) -> tuple[EmbeddedServer, str]:
         GatewaySettings, data_dir=settings.data_dir, cache_dir=settings.cache_dir, auth="keys"
     )
     keys = KeyStore([ApiKey(id="embedded", sha256=hash_key(key))])
-    return EmbeddedServer(create_app(gateway_settings, keys=keys)).start(), key
+    server = EmbeddedServer(create_app(gateway_settings, keys=keys)).start()
+    # Wait until the local models are loaded, as a load balancer waits for /readyz: loading
+    # them while answering would slow both down.
+    deadline = time.monotonic() + 300
+    while httpx.get(f"{server.url}/readyz", timeout=5).status_code != 200:
+        if time.monotonic() > deadline:
+            server.stop()
+            raise GatewayRequestError(503, "not_ready", "the embedded gateway never became ready")
+        time.sleep(0.05)
+    return server, key
 
 
 class GatewayClient:

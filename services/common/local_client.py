@@ -26,20 +26,22 @@ from services.common.settings import KitSettings
 class LocalClient:
     def __init__(self, settings: KitSettings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
+        # One lock per model: loading the embedder (seconds: torch) must not hold up chat.
+        self._chat_lock = threading.Lock()
+        self._embedder_lock = threading.Lock()
         self._chat: ChatEngine | None = None
         self._embedder: LocalEmbedder | None = None
 
     @property
     def chat_engine(self) -> ChatEngine:
-        with self._lock:
+        with self._chat_lock:
             if self._chat is None:
                 self._chat = load_chat_model(self.settings)
             return self._chat
 
     @property
     def embedder(self) -> LocalEmbedder:
-        with self._lock:
+        with self._embedder_lock:
             if self._embedder is None:
                 self._embedder = load_embedder(self.settings)
             return self._embedder
