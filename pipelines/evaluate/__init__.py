@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and answer metrics over labelled question sets, logged to MLflow."""

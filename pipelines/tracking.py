@@ -1,0 +1,37 @@
+"""MLflow, set up in one place: sqlite under KIT_DATA_DIR by default, a server when configured.
+
+    MLFLOW_TRACKING_URI unset -> sqlite:///KIT_DATA_DIR/mlflow.db, artifacts beside it
+    MLFLOW_TRACKING_URI=http://mlflow:5000 -> that server (and its artifact store)
+
+Nothing happens on import: `start(settings, experiment)` points MLflow at the store, creating the
+experiment (with its artifact location) the first time, and returns the `mlflow` module.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from services.common.settings import KitSettings
+
+
+def tracking_uri(settings: KitSettings) -> str:
+    if settings.mlflow_tracking_uri:
+        return settings.mlflow_tracking_uri
+    return f"sqlite:///{settings.data_dir / 'mlflow.db'}"
+
+
+def start(settings: KitSettings, experiment: str) -> Any:
+    """Point MLflow at the configured store and select `experiment`; returns the mlflow module."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from a pipeline
+    import mlflow
+
+    settings.ensure_dirs()
+    mlflow.set_tracking_uri(tracking_uri(settings))
+    if mlflow.get_experiment_by_name(experiment) is None:
+        location = None
+        if not settings.mlflow_tracking_uri:  # local store: artifacts beside it, not in the cwd
+            location = (settings.data_dir / "mlartifacts" / experiment).as_uri()
+        mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
+    return mlflow
