@@ -38,7 +38,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: help setup demo test test-unit test-integration test-e2e lint format lock clean distclean \
-	bench-gateway
+	bench-gateway bench-rag
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,10 @@ demo: setup ## Run what the kit does so far, end to end, on the embedded default
 		"In one sentence, what does an API gateway do?"
 	$(BIN)/kit gateway models
 	$(BIN)/kit gateway chat --model local "Name three primary colours."
+	$(BIN)/kit ingest data/fastapi-docs/docs
+	$(BIN)/kit search "How do I declare a path parameter?" --k 3
+	$(BIN)/kit eval rag --mode dense --mode keyword --mode hybrid --min-hit-rate 0.9 --min-mrr 0.8
+	$(BIN)/kit ask "How do I run a task after returning a response?"
 
 test: setup ## Run every test tier that can run on this machine
 	$(BIN)/pytest
@@ -87,6 +91,9 @@ bench-gateway: setup ## Gateway vs direct call vs LiteLLM proxy, and local model
 	@test -x .bench/litellm-proxy/bin/litellm || { $(PYTHON) -m venv .bench/litellm-proxy && \
 		.bench/litellm-proxy/bin/python -m pip install --quiet "$(LITELLM_PROXY)"; }
 	$(BIN)/python -m tests.bench.gateway
+
+bench-rag: setup ## Ingestion throughput, query latency at 10k/100k chunks, retrieval quality
+	$(BIN)/python -m tests.bench.rag
 
 lint: setup ## ruff (lint and format check) and mypy (strict) on services/ and pipelines/
 	$(BIN)/ruff check .

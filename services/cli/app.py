@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from services.cli import evaluate, gateway, ingest, models, serve
+from services.cli import ask, evaluate, gateway, ingest, models, serve
 from services.cli.doctor import Status, as_json, run_checks
 from services.cli.state import CliState, console, state
 from services.common.errors import ConfigError
@@ -34,6 +34,7 @@ app.add_typer(gateway.app, name="gateway")
 app.command("ingest")(ingest.ingest)
 app.command("search")(ingest.search)
 app.add_typer(evaluate.app, name="eval")
+app.command("ask")(ask.ask)
 
 
 def _version(value: bool) -> None:

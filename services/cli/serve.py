@@ -8,7 +8,7 @@ import typer
 
 from services.cli.state import exits_on_kit_error, state
 
-app = typer.Typer(help="Run a service (gateway) in the foreground.", no_args_is_help=True)
+app = typer.Typer(help="Run a service (gateway, rag) in the foreground.", no_args_is_help=True)
 
 
 @app.command()
@@ -31,3 +31,28 @@ def gateway(
     app = create_app(settings)
     # One worker process: the local model lives in memory once; scale out with replicas.
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@app.command()
+@exits_on_kit_error
+def rag(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Overrides RAG_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides RAG_PORT.")] = None,
+) -> None:
+    """The RAG service: POST /ask answers from the indexed documents (GET /docs for its API)."""
+    import uvicorn
+
+    from services.common.settings import load_settings
+    from services.rag.app import create_app
+    from services.rag.settings import RagSettings
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = load_settings(RagSettings, **state(ctx).overrides, **overrides)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+    )

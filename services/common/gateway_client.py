@@ -87,7 +87,7 @@ def _raise_for_error(response: httpx.Response) -> None:
         raise GatewayRequestError(response.status_code, "http_error", response.text[:200]) from None
 
 
-def _embedded(settings: KitSettings) -> tuple[EmbeddedServer, str]:
+def start_embedded_gateway(settings: KitSettings) -> tuple[EmbeddedServer, str]:
     """Start the gateway app in this process, reachable only with a key made for this client."""
     from services.common.settings import load_settings
     from services.gateway.app import create_app
@@ -131,7 +131,7 @@ class GatewayClient:
         if settings.gateway_url is not None:
             key = settings.gateway_api_key.get_secret_value() if settings.gateway_api_key else None
             return cls(str(settings.gateway_url), api_key=key)
-        server, key = _embedded(settings)
+        server, key = start_embedded_gateway(settings)
         return cls(server.url, api_key=key, server=server)
 
     def chat(

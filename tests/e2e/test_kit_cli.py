@@ -79,10 +79,13 @@ def test_make_demo_runs_end_to_end(kit_env: dict[str, str]) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
     )
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "ready: 0 failed" in result.stdout
     assert "cosine similarity" in result.stdout
     assert "tokens/s" in result.stdout
+    assert "via embedded gateway" in result.stdout  # a chat through the gateway
+    assert "'added': 125" in result.stdout  # the FastAPI docs ingested
+    assert "hybrid" in result.stdout and "support" in result.stdout  # evaluated, then asked

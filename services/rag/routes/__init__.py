@@ -1,0 +1,1 @@
+"""HTTP routes of the RAG service: thin translations to and from `RagService`."""

@@ -1,0 +1,166 @@
+"""One question answered: retrieve, refuse if nothing is relevant, prompt, generate, check.
+
+Also runs ingestion jobs in the background for `POST /ingest`, one at a time, with their status.
+The model is reached only through the gateway client; retrieval only through `pipelines`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipelines.ingest.index import ChunkStore
+from pipelines.ingest.run import Embed, IngestOptions, ingest
+from pipelines.retrieval import Hit, Retriever
+from services.common.llm import ChatMessage, ChatResult
+from services.common.logging import get_logger
+from services.rag.answer import REFUSAL, CheckedAnswer, check, load_prompt
+from services.rag.metrics import RagMetrics
+from services.rag.settings import RagSettings
+
+log = get_logger("rag")
+
+
+class AsyncLLM(Protocol):
+    async def chat(
+        self,
+        messages: list[ChatMessage],
+        *,
+        model: str | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> ChatResult: ...
+
+
+@dataclass(frozen=True)
+class AskResult:
+    answer: CheckedAnswer
+    contexts: list[Hit]
+    latency_ms: dict[str, float]
+    refusal_reason: str | None = None
+    model: str | None = None
+
+
+@dataclass
+class IngestJob:
+    id: str
+    paths: list[str]
+    status: str = "queued"  # queued | running | done | failed
+    report: dict[str, Any] | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.time)
+
+
+class RagService:
+    def __init__(
+        self,
+        settings: RagSettings,
+        store: ChunkStore,
+        embed: Embed,
+        dimension: int,
+        llm: AsyncLLM,
+        metrics: RagMetrics,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.embed = embed
+        self.dimension = dimension
+        self.llm = llm
+        self.metrics = metrics
+        self.retriever = Retriever(store, embed)
+        self.prompt = load_prompt(settings.prompt)
+        self.jobs: dict[str, IngestJob] = {}
+        self._ingesting = threading.Lock()
+
+    async def ask(
+        self, question: str, *, k: int | None = None, filters: Mapping[str, str] | None = None
+    ) -> AskResult:
+        started = time.perf_counter()
+        hits, relevance = await asyncio.to_thread(
+            self._retrieve, question, k or self.settings.k, filters
+        )
+        retrieved = time.perf_counter()
+        latency = {"retrieve": round((retrieved - started) * 1000, 2)}
+        self.metrics.stage.labels("retrieve").observe(retrieved - started)
+        if not hits or relevance < self.settings.min_relevance:
+            self.metrics.answers.labels("refused").inc()
+            latency["total"] = latency["retrieve"]
+            reason = (
+                f"no source is relevant enough (best similarity {relevance:.2f} < "
+                f"{self.settings.min_relevance})"
+            )
+            return AskResult(
+                CheckedAnswer(REFUSAL, [], [], 0.0, refused=True),
+                hits,
+                latency,
+                refusal_reason=reason,
+            )
+        messages = self.prompt.messages(question, hits)
+        result = await self.llm.chat(
+            messages,
+            model=self.settings.model,
+            max_tokens=self.settings.max_tokens,
+            temperature=0.0,
+        )
+        generated = time.perf_counter()
+        checked = check(result.text, hits)
+        self.metrics.stage.labels("generate").observe(generated - retrieved)
+        self.metrics.answers.labels("refused" if checked.refused else "answered").inc()
+        self.metrics.citations.observe(len(checked.citations))
+        self.metrics.invalid_citations.inc(len(checked.invalid_citations))
+        latency |= {
+            "generate": round((generated - retrieved) * 1000, 2),
+            "total": round((generated - started) * 1000, 2),
+        }
+        log.info(
+            "question_answered",
+            chunks=len(hits),
+            relevance=round(relevance, 3),
+            citations=len(checked.citations),
+            invalid=len(checked.invalid_citations),
+            support=checked.support,
+            refused=checked.refused,
+            **latency,
+        )
+        return AskResult(checked, hits, latency, model=result.model)
+
+    def _retrieve(
+        self, question: str, k: int, filters: Mapping[str, str] | None
+    ) -> tuple[list[Hit], float]:
+        """The chunks for the prompt, and the best cosine similarity (the refusal signal).
+
+        Hybrid scores are fused ranks, not similarities, so relevance is read from a dense
+        search: a question about something the corpus never mentions scores low there."""
+        hits = self.retriever.search(question, k=k, mode=self.settings.mode, filters=filters)
+        best = self.retriever.search(question, k=1, mode="dense", filters=filters)
+        return hits, best[0].score if best else 0.0
+
+    def start_ingest(self, paths: list[Path], prune: bool) -> IngestJob:
+        job = IngestJob(id=uuid.uuid4().hex, paths=[str(p) for p in paths])
+        self.jobs[job.id] = job
+        threading.Thread(
+            target=self._run_ingest,
+            args=(job, paths, prune),
+            daemon=True,
+            name=f"ingest-{job.id[:8]}",
+        ).start()
+        return job
+
+    def _run_ingest(self, job: IngestJob, paths: list[Path], prune: bool) -> None:
+        with self._ingesting:  # one job at a time: a second waits in "queued"
+            job.status = "running"
+            try:
+                report = ingest(
+                    paths, self.store, self.embed, self.dimension, IngestOptions(prune=prune)
+                )
+                job.report = report.as_dict()
+                job.status = "done"
+            except Exception as exc:  # reported through the job's status, not raised
+                log.exception("ingest_job_failed", job=job.id)
+                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"

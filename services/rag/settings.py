@@ -1,0 +1,35 @@
+"""The RAG service's settings: `RAG_*` variables on top of the shared `KitSettings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import KitSettings
+
+
+class RagSettings(KitSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_")
+
+    host: str = Field("127.0.0.1", description="Interface to listen on; 0.0.0.0 in a container.")
+    port: int = Field(8001, ge=1, le=65535)
+    collection: str = Field("docs", min_length=1, description="The Qdrant collection to search.")
+    k: int = Field(5, ge=1, le=50, description="Chunks given to the model as context.")
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"
+    min_relevance: float = Field(
+        0.40,
+        ge=0.0,
+        le=1.0,
+        description="Refuse without calling the model when no chunk's cosine similarity to the "
+        "question reaches this (0.40: below every answerable question of the shipped set).",
+    )
+    prompt: str = Field("answer-v1", description="Prompt template in services/rag/prompts/.")
+    model: str = Field("local", description="The gateway model alias that writes answers.")
+    max_tokens: int = Field(256, ge=16, le=4096)
+    ingest_roots: list[Path] = Field(
+        default_factory=lambda: [Path("data")],
+        description='Folders POST /ingest may read, as JSON: ["data", "/srv/docs"].',
+    )

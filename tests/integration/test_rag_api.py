@@ -1,0 +1,153 @@
+"""The RAG API contract: retrieval from a real Qdrant, answers through a real gateway whose model is
+the fake upstream, so citations, refusals, errors and jobs are checked on known answers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from qdrant_client import QdrantClient
+
+from pipelines.ingest.index import ChunkStore
+from pipelines.ingest.run import IngestOptions, ingest
+from services.common.embedded import EmbeddedServer
+from services.common.gateway_client import AsyncGatewayClient
+from services.common.local_client import LocalClient
+from services.rag.app import create_app
+from services.rag.settings import RagSettings
+from tests.integration.gateway_helpers import KEY, gateway_app
+from tests.support.fake_openai import FakeUpstream, error, ok
+
+PAGES = {
+    "background.md": "# Background Tasks\n\nBackground tasks run after the response is sent. "
+    "Declare a parameter of type BackgroundTasks and call add_task on it.",
+    "paths.md": "# Path Parameters\n\nPath parameters are declared in the path string and "
+    "typed with annotations, so FastAPI converts and validates them.",
+}
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "data" / "docs"
+    root.mkdir(parents=True)
+    for name, text in PAGES.items():
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.fixture
+def rag(
+    tmp_path: Path, corpus: Path, upstream: FakeUpstream, local_client: LocalClient
+) -> Iterator[TestClient]:
+    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    ingest([corpus], store, local_client.embedder.embed, 384, IngestOptions())
+    settings = RagSettings(
+        _env_file=None,
+        environment="test",
+        data_dir=tmp_path / "state",  # type: ignore[call-arg]
+        model="chain",
+        ingest_roots=[tmp_path / "data"],
+    )
+    with EmbeddedServer(gateway_app(tmp_path / "gw", upstream, local_client)) as gateway:
+        llm = AsyncGatewayClient(gateway.url, api_key=KEY)
+        app = create_app(settings, llm=llm, store=store, embedder=local_client.embedder)
+        with TestClient(app) as client:
+            yield client
+
+
+def test_an_answer_with_checked_citations_contexts_and_timings(
+    rag: TestClient, upstream: FakeUpstream
+) -> None:
+    upstream.default = ok("Background tasks run after the response is sent [1]. See [9].")
+
+    response = rag.post("/ask", json={"question": "When do background tasks run?", "k": 2})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["answer"].startswith("Background tasks run after the response")
+    assert [(c["number"], c["doc_id"], c["inferred"]) for c in body["citations"]] == [
+        (1, "background.md", False)
+    ]
+    assert body["invalid_citations"] == [9]
+    assert body["support"] == 0.5  # one of two sentences is supported by its citation
+    assert body["contexts"][0]["doc_id"] == "background.md"
+    assert set(body["latency_ms"]) == {"retrieve", "generate", "total"}
+    prompt = upstream.requests[-1].body["messages"][-1]["content"]
+    assert "[1] Background Tasks" in prompt and "When do background tasks run?" in prompt
+
+
+def test_an_off_topic_question_is_refused_without_calling_the_model(
+    rag: TestClient, upstream: FakeUpstream
+) -> None:
+    response = rag.post("/ask", json={"question": "What is a good lasagna recipe?"})
+
+    body = response.json()
+    assert body["refused"] is True and body["answer"] == "I don't know."
+    assert "relevant enough" in body["refusal_reason"]
+    assert upstream.calls() == 0
+
+
+def test_filters_limit_the_contexts(rag: TestClient, upstream: FakeUpstream) -> None:
+    response = rag.post(
+        "/ask", json={"question": "How are parameters typed?", "filters": {"doc_id": "paths.md"}}
+    )
+
+    assert {c["doc_id"] for c in response.json()["contexts"]} == {"paths.md"}
+
+
+def test_model_failure_and_bad_requests_get_clear_errors(
+    rag: TestClient, upstream: FakeUpstream
+) -> None:
+    upstream.default = error(500)
+
+    failed = rag.post("/ask", json={"question": "When do background tasks run?"})
+    empty = rag.post("/ask", json={"question": ""})
+    extra = rag.post("/ask", json={"question": "x", "temperature": 2})
+
+    assert failed.status_code == 502 and failed.json()["error"]["type"] == "model_unavailable"
+    assert empty.status_code == 422 and extra.status_code == 422
+    assert "Traceback" not in failed.text
+
+
+def test_an_ingest_job_runs_and_reports_and_outside_paths_are_refused(
+    rag: TestClient, corpus: Path, tmp_path: Path
+) -> None:
+    (corpus / "cookies.md").write_text("# Cookies\n\nRead cookies with the Cookie parameter.")
+    started = rag.post("/ingest", json={"paths": [str(corpus)]})
+    job_id = started.json()["id"]
+    deadline = time.monotonic() + 60
+    while (job := rag.get(f"/ingest/{job_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    outside = rag.post("/ingest", json={"paths": ["/etc"]})
+    answer = rag.post("/ask", json={"question": "How do I read cookies?", "k": 1})
+
+    assert started.status_code == 202
+    assert job["status"] == "done", job
+    assert job["report"]["documents"] == {
+        "added": 1,
+        "updated": 0,
+        "unchanged": 2,
+        "pruned": 0,
+        "skipped": 0,
+    }
+    assert outside.status_code == 400 and "RAG_INGEST_ROOTS" in outside.text
+    assert answer.json()["contexts"][0]["doc_id"] == "cookies.md"
+    assert rag.get("/ingest/nope").status_code == 404
+
+
+def test_health_readiness_and_metrics(rag: TestClient, upstream: FakeUpstream) -> None:
+    upstream.default = ok("They run after the response [1].")
+    rag.post("/ask", json={"question": "When do background tasks run?"})
+    rag.post("/ask", json={"question": "What is a good lasagna recipe?"})
+
+    metrics = rag.get("/metrics").text
+
+    assert rag.get("/healthz").json() == {"status": "ok"}
+    assert rag.get("/readyz").json()["chunks"] == 2
+    assert 'rag_answers_total{outcome="answered"} 1.0' in metrics
+    assert 'rag_answers_total{outcome="refused"} 1.0' in metrics
+    assert "rag_citations_per_answer_count 1.0" in metrics
