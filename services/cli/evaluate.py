@@ -14,6 +14,7 @@ from rich.table import Table
 
 from services.cli.state import console, err_console, exits_on_kit_error, state
 from services.common.errors import ConfigError
+from services.common.llm import ChatMessage
 
 app = typer.Typer(
     help="Evaluate the kit's pipelines; every evaluation is an MLflow run.", no_args_is_help=True
@@ -93,3 +94,104 @@ def rag(
         for failure in failures:
             err_console.print(f"[bold red]below the bar:[/] {failure}")
         raise typer.Exit(code=1)
+
+
+@app.command("answers")
+@exits_on_kit_error
+def answers(
+    ctx: typer.Context,
+    questions: Annotated[Path, typer.Option(help="JSONL question set.")] = DEFAULT_QUESTIONS,
+    limit: Annotated[int, typer.Option(min=1, help="Answerable questions to ask.")] = 20,
+) -> None:
+    """Ask the RAG service every unanswerable question and the first LIMIT answerable ones;
+    report citation validity, support, refusal rates and latency as an MLflow run."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from pipelines import tracking
+    from pipelines.evaluate.answers import AnswerEval, evaluate_answers
+    from pipelines.evaluate.rag import load_questions
+    from services.common.settings import load_settings
+    from services.rag.app import rag_service
+    from services.rag.metrics import RagMetrics
+    from services.rag.settings import RagSettings
+
+    if not questions.exists():
+        raise ConfigError(f"Question set {questions} not found; pass --questions PATH.")
+    question_set = load_questions(questions)
+    sample = [q for q in question_set if not q.relevant] + [q for q in question_set if q.relevant][
+        :limit
+    ]
+    settings = load_settings(RagSettings, **state(ctx).overrides)
+    state(ctx).settings()  # configures logging
+
+    async def run() -> AnswerEval:
+        async with rag_service(settings, RagMetrics(CollectorRegistry())) as service:
+            return await evaluate_answers(service.ask, sample)
+
+    result = asyncio.run(run())
+    mlflow = tracking.start(settings, "rag-answers")
+    with mlflow.start_run(run_name=f"answers-{settings.model}-{settings.prompt}") as run_info:
+        mlflow.log_params(
+            {
+                "model": settings.model,
+                "prompt": settings.prompt,
+                "k": settings.k,
+                "mode": settings.mode,
+                "min_relevance": settings.min_relevance,
+                "questions": len(sample),
+            }
+        )
+        mlflow.log_metrics(result.metrics)
+        mlflow.log_table(
+            data={k: [row[k] for row in result.rows] for k in result.rows[0]},
+            artifact_file="answers.json",
+        )
+    for name, value in result.metrics.items():
+        console.print(f"{name:28} {value:8.3f}")
+    console.print(f"[dim]MLflow run {run_info.info.run_id[:8]} (experiment rag-answers)[/]")
+
+
+@app.command("draft-questions")
+@exits_on_kit_error
+def draft_questions(
+    ctx: typer.Context,
+    corpus: Annotated[Path, typer.Argument(help="Folder of documents to write questions about.")],
+    output: Annotated[Path, typer.Option(help="JSONL file to write the drafts to.")],
+    model: Annotated[str, typer.Option(help="A capable gateway model alias.")] = "gpt-4o-mini",
+    sample: Annotated[int, typer.Option(min=1, help="Documents to sample.")] = 20,
+    per_document: Annotated[int, typer.Option(min=1, max=10)] = 2,
+) -> None:
+    """Draft questions with an LLM (through the gateway) for a person to review."""
+    import asyncio
+    import json
+
+    from pipelines.evaluate.draft import draft_questions as draft
+    from pipelines.ingest.documents import Document
+    from pipelines.ingest.loaders import discover, load_file
+    from services.common.gateway_client import GatewayClient
+
+    settings = state(ctx).settings()
+    documents = [
+        d for f, root in discover([corpus]) for d in load_file(f, root) if isinstance(d, Document)
+    ]
+    if not documents:
+        raise ConfigError(f"No documents found under {corpus}.")
+    with GatewayClient.connect(settings) as client:
+        if model in ("local", "smollm2-135m-instruct"):
+            err_console.print(
+                "[yellow]A 135M model cannot write good questions; use a cloud "
+                "alias (--model gpt-4o-mini with OPENAI_API_KEY set).[/]"
+            )
+
+        async def chat(messages: list[ChatMessage]) -> str:
+            return (
+                await asyncio.to_thread(
+                    client.chat, messages, model=model, max_tokens=400, temperature=0.7
+                )
+            ).text
+
+        drafts = asyncio.run(draft(chat, documents, per_document=per_document, sample=sample))
+    output.write_text("".join(json.dumps(row) + "\n" for row in drafts))
+    console.print(f"Wrote {len(drafts)} drafted questions to {output}; review them before use.")

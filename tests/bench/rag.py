@@ -218,7 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--scale-chunks", default="10000,100000", help="comma-separated sizes")
     parser.add_argument("--queries", type=int, default=200, help="per mode and scale")
-    parser.add_argument("--cell-seconds", type=float, default=30.0, help="time cap per cell")
+    parser.add_argument("--cell-seconds", type=float, default=20.0, help="time cap per cell")
     args = parser.parse_args()
     args.scale_chunks = [int(n) for n in args.scale_chunks.split(",") if n]
     wall = time.perf_counter()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 KIT = str(Path(sys.executable).with_name("kit"))
 
@@ -69,6 +71,7 @@ def test_kit_models_embed_prints_vectors_as_json(kit_env: dict[str, str]) -> Non
     assert [len(v) for v in payload["vectors"]] == [384, 384]
 
 
+@pytest.mark.timeout(1500)  # the whole demo: ingesting the docs alone takes a minute or two
 def test_make_demo_runs_end_to_end(kit_env: dict[str, str]) -> None:
     make = shutil.which("make")
     assert make is not None, "make is part of the kit's set-up"
@@ -79,7 +82,7 @@ def test_make_demo_runs_end_to_end(kit_env: dict[str, str]) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1400,
     )
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

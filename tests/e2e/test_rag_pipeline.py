@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 KIT = str(Path(sys.executable).with_name("kit"))
+pytestmark = pytest.mark.timeout(1200)  # the module ingests the whole corpus once
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "data/fastapi-docs/docs"
 QUESTIONS = REPO / "data/rag/fastapi-docs-questions.jsonl"

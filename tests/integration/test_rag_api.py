@@ -151,3 +151,49 @@ def test_health_readiness_and_metrics(rag: TestClient, upstream: FakeUpstream) -
     assert 'rag_answers_total{outcome="answered"} 1.0' in metrics
     assert 'rag_answers_total{outcome="refused"} 1.0' in metrics
     assert "rag_citations_per_answer_count 1.0" in metrics
+
+
+def test_answer_evaluation_measures_citations_support_and_refusals(
+    tmp_path: Path, corpus: Path, upstream: FakeUpstream, local_client: LocalClient
+) -> None:
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from pipelines.evaluate.answers import evaluate_answers
+    from pipelines.evaluate.rag import Question
+    from services.rag.app import rag_service
+    from services.rag.metrics import RagMetrics
+
+    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    ingest([corpus], store, local_client.embedder.embed, 384, IngestOptions())
+    settings = RagSettings(_env_file=None, environment="test", model="chain")  # type: ignore[call-arg]
+    upstream.default = ok("Background tasks run after the response is sent [1].")
+    questions = [
+        Question("q1", "When do background tasks run?", frozenset({"background.md"})),
+        Question("q2", "How are path parameters typed?", frozenset({"paths.md"})),
+        Question("q3", "What is a good lasagna recipe?", frozenset()),
+    ]
+
+    async def run():  # type: ignore[no-untyped-def]
+        with EmbeddedServer(gateway_app(tmp_path / "gw", upstream, local_client)) as gateway:
+            llm = AsyncGatewayClient(gateway.url, api_key=KEY)
+            async with rag_service(
+                settings,
+                RagMetrics(CollectorRegistry()),
+                llm=llm,
+                store=store,
+                embedder=local_client.embedder,
+            ) as service:
+                return await evaluate_answers(service.ask, questions)
+
+    result = asyncio.run(run())
+
+    metrics = result.metrics
+    assert metrics["citation_validity"] == 1.0
+    assert metrics["refusal_rate_unanswerable"] == 1.0 and metrics["refusal_rate_answerable"] == 0.0
+    # The same scripted answer for both: it cites [1], each question's top source, but only
+    # question 1's source supports what it says.
+    assert metrics["cites_relevant_document"] == 1.0
+    assert [row["support"] for row in result.rows[:2]] == [1.0, 0.0]
+    assert metrics["support"] == 0.5
