@@ -107,10 +107,18 @@ class ChunkStore:
                 break
         return sources
 
-    def upsert(self, chunks: Sequence[Chunk], vectors: npt.NDArray[np.float32]) -> None:
+    def upsert(
+        self,
+        chunks: Sequence[Chunk],
+        vectors: npt.NDArray[np.float32],
+        sparse_vectors: Sequence[tuple[list[int], list[float]]] | None = None,
+    ) -> None:
+        """Store chunks with their dense vectors; BM25 vectors are computed unless given
+        (a re-index, or a benchmark copying chunks, already has them)."""
+        if sparse_vectors is None:
+            sparse_vectors = [sparse.document_vector(c.embedding_text()) for c in chunks]
         points = []
-        for chunk, vector in zip(chunks, vectors, strict=True):
-            indices, values = sparse.document_vector(chunk.embedding_text())
+        for chunk, vector, (indices, values) in zip(chunks, vectors, sparse_vectors, strict=True):
             points.append(
                 models.PointStruct(
                     id=chunk.id,

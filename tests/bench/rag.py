@@ -22,19 +22,16 @@ between runs. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import importlib.metadata
 import os
 import platform
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import numpy.typing as npt
@@ -99,32 +96,20 @@ def print_ingestion(report: IngestReport, bare_seconds: float, n_chunks: int) ->
     say(f"  ratio pipeline / bare  {pipeline_rate / bare_rate:.2f}  (target >= 0.85)\n")
 
 
-@contextlib.contextmanager
-def bm25_once_per_text() -> Iterator[None]:
-    """Replicas repeat the corpus texts: compute each text's BM25 vector once, not per copy
-    (Snowball stemming costs ~2-6 ms a chunk here, minutes at 100k). Same vectors stored."""
-    compute = functools.cache(sparse.document_vector)
-
-    def cached(text: str) -> tuple[list[int], list[float]]:
-        indices, values = compute(text)
-        return list(indices), list(values)
-
-    with mock.patch.object(sparse, "document_vector", cached):
-        yield
-
-
 def grow(store: ChunkStore, chunks: list[Chunk], vectors: Vectors, start: int, stop: int) -> None:
     """Add points start..stop-1: chunk i % len(chunks), a fresh uuid4, a perturbed unit vector."""
     rng = np.random.default_rng(start)
-    with bm25_once_per_text():
-        for low in range(start, stop, UPSERT_BATCH):
-            base = np.arange(low, min(low + UPSERT_BATCH, stop)) % len(chunks)
-            noisy = vectors[base] + rng.normal(0, NOISE, (len(base), vectors.shape[1]))
-            noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-            batch = [
-                replace(chunks[i], id=str(uuid.UUID(bytes=rng.bytes(16), version=4))) for i in base
-            ]
-            store.upsert(batch, noisy.astype(np.float32))
+    # Copies repeat the corpus texts: their BM25 vectors are computed once per text, not per copy
+    # (Snowball stemming costs ~2-6 ms a chunk here: minutes at 100k).
+    bm25 = [sparse.document_vector(chunk.embedding_text()) for chunk in chunks]
+    for low in range(start, stop, UPSERT_BATCH):
+        base = np.arange(low, min(low + UPSERT_BATCH, stop)) % len(chunks)
+        noisy = vectors[base] + rng.normal(0, NOISE, (len(base), vectors.shape[1]))
+        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+        batch = [
+            replace(chunks[i], id=str(uuid.UUID(bytes=rng.bytes(16), version=4))) for i in base
+        ]
+        store.upsert(batch, noisy.astype(np.float32), [bm25[i] for i in base])
 
 
 class TimedEmbed:
