@@ -69,20 +69,12 @@ class Retriever:
     ) -> list[Hit]:
         condition = to_filter(filters)
         client, collection = self.store.client, self.store.collection
-        if mode == "dense":
+        if mode in ("dense", "keyword"):
+            vector = self._dense(query) if mode == "dense" else self._sparse(query)
             response = client.query_points(
                 collection,
-                query=self._dense(query),
-                using=DENSE,
-                query_filter=condition,
-                limit=k,
-                with_payload=True,
-            )
-        elif mode == "keyword":
-            response = client.query_points(
-                collection,
-                query=self._sparse(query),
-                using=SPARSE,
+                query=vector,
+                using=DENSE if mode == "dense" else SPARSE,
                 query_filter=condition,
                 limit=k,
                 with_payload=True,

@@ -66,6 +66,20 @@ def _chat_result(data: dict[str, Any]) -> ChatResult:
     )
 
 
+def _embed_body(texts: Sequence[str], model: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"input": list(texts)}
+    if model is not None:
+        body["model"] = model
+    return body
+
+
+def _vectors(response: httpx.Response) -> list[list[float]]:
+    """The embeddings in input order (the API tags each with its index)."""
+    _raise_for_error(response)
+    rows = sorted(response.json()["data"], key=lambda row: row["index"])
+    return [row["embedding"] for row in rows]
+
+
 def _delta_text(line: str) -> str | None:
     """The text in one server-sent-event line, "" for none, None at the end of the stream."""
     if not line.startswith("data:"):
@@ -168,14 +182,8 @@ class GatewayClient:
                     yield text
 
     def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
-        body: dict[str, Any] = {"input": list(texts)}
-        if model is not None:
-            body["model"] = model
-        response = self._http.post("/v1/embeddings", json=body)
-        _raise_for_error(response)
-        return [
-            row["embedding"] for row in sorted(response.json()["data"], key=lambda r: r["index"])
-        ]
+        response = self._http.post("/v1/embeddings", json=_embed_body(texts, model))
+        return _vectors(response)
 
     def close(self) -> None:
         self._http.close()
@@ -239,14 +247,8 @@ class AsyncGatewayClient:
                     yield text
 
     async def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
-        body: dict[str, Any] = {"input": list(texts)}
-        if model is not None:
-            body["model"] = model
-        response = await self._http.post("/v1/embeddings", json=body)
-        _raise_for_error(response)
-        return [
-            row["embedding"] for row in sorted(response.json()["data"], key=lambda r: r["index"])
-        ]
+        response = await self._http.post("/v1/embeddings", json=_embed_body(texts, model))
+        return _vectors(response)
 
     async def aclose(self) -> None:
         await self._http.aclose()
