@@ -4,15 +4,16 @@
     rank fusion (RRF: score = sum over lists of 1 / (60 + rank)), computed by Qdrant itself.
 
 RRF needs no score calibration between the two lists (cosine similarities and BM25 scores live
-on different scales), which is why it is the usual default for hybrid search. Used by the RAG
-service, `kit search` and the evaluation harness alike.
+on different scales), which is why it is the usual default for hybrid search. With a reranker
+(pipelines/rerank.py), the first stage returns `rerank_depth` candidates and the reranker picks
+the best k. Used by the RAG service, `kit search` and the evaluation harness alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,9 @@ from qdrant_client import models
 
 from pipelines.ingest import sparse
 from pipelines.ingest.index import DENSE, SPARSE, ChunkStore
+
+if TYPE_CHECKING:
+    from pipelines.rerank import Reranker
 
 Mode = Literal["hybrid", "dense", "keyword"]
 EmbedQuery = Callable[[list[str]], npt.NDArray[np.float32]]
@@ -54,16 +58,42 @@ def to_filter(filters: Mapping[str, str] | None) -> models.Filter | None:
 
 
 class Retriever:
-    def __init__(self, store: ChunkStore, embed: EmbedQuery, candidates: int = 40) -> None:
+    def __init__(
+        self,
+        store: ChunkStore,
+        embed: EmbedQuery,
+        candidates: int = 40,
+        reranker: Reranker | None = None,
+        rerank_depth: int = 20,
+    ) -> None:
         self.store = store
         self.embed = embed
         self.candidates = candidates  # from each list, before fusion
+        self.reranker = reranker
+        self.rerank_depth = rerank_depth  # first-stage hits the reranker rescores
 
     def search(
         self,
         query: str,
         *,
         k: int = 5,
+        mode: Mode = "hybrid",
+        filters: Mapping[str, str] | None = None,
+        rerank: bool = True,
+    ) -> list[Hit]:
+        """The best k chunks; reranked when a reranker is set and `rerank` is true."""
+        if self.reranker is None or not rerank:
+            return self.first_stage(query, k=k, mode=mode, filters=filters)
+        candidates = self.first_stage(
+            query, k=max(k, self.rerank_depth), mode=mode, filters=filters
+        )
+        return self.reranker.rerank(query, candidates, k)
+
+    def first_stage(
+        self,
+        query: str,
+        *,
+        k: int,
         mode: Mode = "hybrid",
         filters: Mapping[str, str] | None = None,
     ) -> list[Hit]:

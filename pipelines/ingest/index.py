@@ -20,6 +20,7 @@ from qdrant_client import QdrantClient, models
 
 from pipelines.ingest import sparse
 from pipelines.ingest.chunk import Chunk
+from services.common.errors import ConfigError
 from services.common.settings import KitSettings
 
 DEFAULT_COLLECTION = "docs"
@@ -40,14 +41,18 @@ class ChunkStore:
         self.client = client
         self.collection = collection
 
-    def ensure_collection(self, dimension: int, index_fields: Sequence[str] = ()) -> None:
-        """Create the collection if missing; refuse one built for another embedding size."""
+    def ensure_collection(
+        self, dimension: int, *, embedder: str, index_fields: Sequence[str] = ()
+    ) -> None:
+        """Create the collection if missing, recording which embedder fills it; refuse to add
+        vectors from another embedder to an existing one."""
         if self.client.collection_exists(self.collection):
+            self.check_embedder(embedder)
             info = self.client.get_collection(self.collection)
             vectors = info.config.params.vectors
             size = vectors[DENSE].size if isinstance(vectors, dict) else None
             if size != dimension:
-                raise ValueError(
+                raise ConfigError(
                     f"Collection {self.collection!r} holds {size}-d vectors, the embedder makes "
                     f"{dimension}-d ones. Ingest into another collection (--collection), or "
                     "delete this one to rebuild it."
@@ -59,12 +64,32 @@ class ChunkStore:
                 DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
             },
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            metadata={"embedder": embedder},
         )
         if not self._local:  # local mode scans payloads; a server uses indexes for filters
             for name in ("doc_id", "source", *(f"meta.{field}" for field in index_fields)):
                 self.client.create_payload_index(
                     self.collection, name, models.PayloadSchemaType.KEYWORD
                 )
+
+    def embedder(self) -> str | None:
+        """The embedder the collection was built with (None: missing, or built before the
+        kit recorded it)."""
+        if not self.client.collection_exists(self.collection):
+            return None
+        metadata = self.client.get_collection(self.collection).config.metadata or {}
+        name = metadata.get("embedder")
+        return str(name) if name else None
+
+    def check_embedder(self, embedder: str) -> None:
+        """Refuse to search or fill the collection with vectors from another model."""
+        built_with = self.embedder()
+        if built_with is not None and built_with != embedder:
+            raise ConfigError(
+                f"Collection {self.collection!r} was built with the embedder {built_with!r}, "
+                f"and KIT_EMBEDDER gives {embedder!r}: vectors of different models cannot be "
+                f"compared. Set KIT_EMBEDDER to match it, or ingest into another collection."
+            )
 
     @property
     def _local(self) -> bool:

@@ -15,16 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
 from pipelines.ingest.chunk import Chunk, ChunkingConfig, chunk_document
 from pipelines.ingest.documents import Document, Skipped
 from pipelines.ingest.index import ChunkStore
 from pipelines.ingest.loaders import JsonlFields, discover, load_file
 from pipelines.ingest.report import IngestReport
-
-Embed = Callable[[list[str]], npt.NDArray[np.float32]]
+from services.common.embedders import Embedder
 
 
 @dataclass
@@ -47,14 +43,13 @@ class _Pending:
 def ingest(
     paths: Sequence[Path],
     store: ChunkStore,
-    embed: Embed,
-    dimension: int,
+    embedder: Embedder,
     options: IngestOptions,
     on_file: Callable[[Path], None] = lambda path: None,
 ) -> IngestReport:
     report = IngestReport(chunking=options.chunking.fingerprint())
     started = time.perf_counter()
-    store.ensure_collection(dimension)
+    store.ensure_collection(embedder.dimension, embedder=embedder.name)
     stored = store.chunk_ids_by_doc()
     seen: set[str] = set()
     pending = _Pending()
@@ -71,8 +66,8 @@ def ingest(
             seen.add(item.id)
             _plan(item, options, stored.get(item.id, set()), pending, report)
             if len(pending.chunks) >= options.batch_size:
-                _flush(pending, store, embed, report)
-    _flush(pending, store, embed, report)
+                _flush(pending, store, embedder, report)
+    _flush(pending, store, embedder, report)
 
     if options.prune:
         _prune(paths, store, stored, seen, report)
@@ -106,10 +101,10 @@ def _plan(
     pending.stale.extend(stale)
 
 
-def _flush(pending: _Pending, store: ChunkStore, embed: Embed, report: IngestReport) -> None:
+def _flush(pending: _Pending, store: ChunkStore, embedder: Embedder, report: IngestReport) -> None:
     if pending.chunks:
         embedding = time.perf_counter()
-        vectors = embed([chunk.embedding_text() for chunk in pending.chunks])
+        vectors = embedder.embed([chunk.embedding_text() for chunk in pending.chunks])
         report.timings["embed"] += time.perf_counter() - embedding
         indexing = time.perf_counter()
         store.upsert(pending.chunks, vectors)

@@ -6,6 +6,7 @@ kit eval rag --mode dense --mode keyword --mode hybrid      # compare, one MLflo
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -35,13 +36,17 @@ def rag(
     collection: Annotated[str, typer.Option(help="Qdrant collection.")] = "docs",
     min_hit_rate: Annotated[float | None, typer.Option(help="Gate: exit 1 below this.")] = None,
     min_mrr: Annotated[float | None, typer.Option(help="Gate: exit 1 below this.")] = None,
+    rerank_model: Annotated[
+        str | None, typer.Option(help="A cross-encoder (folder or name) to rerank with.")
+    ] = None,
 ) -> None:
     """Hit rate@k, recall@k, MRR and nDCG@k by document id, per retrieval mode."""
     from pipelines import tracking
     from pipelines.evaluate.rag import evaluate_retrieval, load_questions, log_to_mlflow
     from pipelines.ingest.index import ChunkStore, open_client
+    from pipelines.rerank import load_reranker
     from pipelines.retrieval import Mode, Retriever
-    from services.common.local_models import MINILM, load_embedder
+    from services.common.embedders import open_embedder
 
     modes = mode or ["hybrid"]
     if unknown := set(modes) - {"hybrid", "dense", "keyword"}:
@@ -55,6 +60,7 @@ def rag(
     settings = state(ctx).settings()
     store = ChunkStore(open_client(settings), collection)
     mlflow = tracking.start(settings, "rag-retrieval")
+    stack = ExitStack()
     failures: list[str] = []
     table = Table(box=None, pad_edge=False)
     for column in ("mode", f"hit@{k}", f"recall@{k}", "MRR", f"nDCG@{k}", "p50 ms", "run"):
@@ -62,7 +68,10 @@ def rag(
     try:
         if not store.count():
             raise ConfigError(f"Collection {collection!r} is empty; run `kit ingest` first.")
-        retriever = Retriever(store, load_embedder(settings).embed)
+        embedder = stack.enter_context(open_embedder(settings))
+        store.check_embedder(embedder.name)
+        reranker = load_reranker(rerank_model)
+        retriever = Retriever(store, embedder.embed, reranker=reranker)
         for name in modes:
             result = evaluate_retrieval(retriever, question_set, k=k, mode=cast(Mode, name))
             run_id = log_to_mlflow(
@@ -70,7 +79,8 @@ def rag(
                 result,
                 {
                     "collection": collection,
-                    "embedder": MINILM.name,
+                    "embedder": embedder.name,
+                    "reranker": reranker.name if reranker else "none",
                     "questions_file": str(questions),
                     "chunks_in_collection": store.count(),
                 },
@@ -87,6 +97,7 @@ def rag(
             )
             failures += [f"{name}: {failure}" for failure in result.passes(min_hit_rate, min_mrr)]
     finally:
+        stack.close()
         store.close()
     console.print(table)
     console.print(f"[dim]MLflow: {tracking.tracking_uri(settings)} (experiment rag-retrieval)[/]")
@@ -102,6 +113,10 @@ def answers(
     ctx: typer.Context,
     questions: Annotated[Path, typer.Option(help="JSONL question set.")] = DEFAULT_QUESTIONS,
     limit: Annotated[int, typer.Option(min=1, help="Answerable questions to ask.")] = 20,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="A capable gateway alias that judges faithfulness (e.g. gpt-4o-mini)."),
+    ] = None,
 ) -> None:
     """Ask the RAG service every unanswerable question and the first LIMIT answerable ones;
     report citation validity, support, refusal rates and latency as an MLflow run."""
@@ -111,6 +126,7 @@ def answers(
 
     from pipelines import tracking
     from pipelines.evaluate.answers import AnswerEval, evaluate_answers
+    from pipelines.evaluate.judge import Judge, load_judge_prompt
     from pipelines.evaluate.rag import load_questions
     from services.common.settings import load_settings
     from services.rag.app import rag_service
@@ -126,9 +142,23 @@ def answers(
     settings = load_settings(RagSettings, **state(ctx).overrides)
     state(ctx).settings()  # configures logging
 
+    if judge in ("local", "smollm2-135m-instruct"):
+        err_console.print(
+            "[yellow]A 135M model is not a judge; its verdicts are noise. Use a cloud alias "
+            "(--judge gpt-4o-mini with OPENAI_API_KEY set).[/]"
+        )
+
     async def run() -> AnswerEval:
         async with rag_service(settings, RagMetrics(CollectorRegistry())) as service:
-            return await evaluate_answers(service.ask, sample)
+            judging = None
+            if judge is not None:
+                llm = service.llm
+
+                async def chat(messages: list[ChatMessage]) -> str:
+                    return (await llm.chat(messages, model=judge, max_tokens=800)).text
+
+                judging = Judge(chat, load_judge_prompt(), judge)
+            return await evaluate_answers(service.ask, sample, judging)
 
     result = asyncio.run(run())
     mlflow = tracking.start(settings, "rag-answers")
@@ -141,6 +171,8 @@ def answers(
                 "mode": settings.mode,
                 "min_relevance": settings.min_relevance,
                 "questions": len(sample),
+                "judge": judge or "none",
+                "judge_prompt": load_judge_prompt().name if judge else "none",
             }
         )
         mlflow.log_metrics(result.metrics)

@@ -41,7 +41,7 @@ def ingest(
     from pipelines.ingest.loaders import JsonlFields
     from pipelines.ingest.run import IngestOptions
     from pipelines.ingest.run import ingest as run_ingest
-    from services.common.local_models import load_embedder
+    from services.common.embedders import open_embedder
 
     settings = state(ctx).settings()
     try:
@@ -59,27 +59,26 @@ def ingest(
         max_bytes=max_bytes,
         prune=prune,
     )
-    embedder = load_embedder(settings)
-    store = ChunkStore(open_client(settings), collection)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    try:
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("ingesting", total=None)
-            report = run_ingest(
-                paths,
-                store,
-                embedder.embed,
-                embedder.dimension,
-                options,
-                on_file=lambda path: progress.update(task, advance=1, description=path.name),
-            )
-    finally:
-        store.close()
+    with open_embedder(settings) as embedder:
+        store = ChunkStore(open_client(settings), collection)
+        try:
+            with Progress(*columns, console=console, transient=True) as progress:
+                task = progress.add_task("ingesting", total=None)
+                report = run_ingest(
+                    paths,
+                    store,
+                    embedder,
+                    options,
+                    on_file=lambda path: progress.update(task, advance=1, description=path.name),
+                )
+        finally:
+            store.close()
     saved = report.save(settings.data_dir / "reports")
     summary = report.as_dict()
     console.print(
@@ -103,12 +102,16 @@ def search(
         list[str] | None, typer.Option("--filter", help="key=value on metadata; repeatable.")
     ] = None,
     collection: Annotated[str, typer.Option(help="Qdrant collection.")] = "docs",
+    rerank_model: Annotated[
+        str | None, typer.Option(help="A cross-encoder (folder or name) to rerank with.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search the index and print ranked chunks with their document ids and scores."""
     from pipelines.ingest.index import ChunkStore, open_client
+    from pipelines.rerank import load_reranker
     from pipelines.retrieval import Mode, Retriever
-    from services.common.local_models import load_embedder
+    from services.common.embedders import open_embedder
 
     if mode not in ("hybrid", "dense", "keyword"):
         raise ConfigError(f"--mode {mode!r}: use hybrid, dense or keyword")
@@ -125,9 +128,10 @@ def search(
             raise ConfigError(
                 f"Collection {collection!r} is empty or missing; run `kit ingest` first."
             )
-        hits = Retriever(store, load_embedder(settings).embed).search(
-            query, k=k, mode=cast(Mode, mode), filters=filters
-        )
+        with open_embedder(settings) as embedder:
+            store.check_embedder(embedder.name)
+            retriever = Retriever(store, embedder.embed, reranker=load_reranker(rerank_model))
+            hits = retriever.search(query, k=k, mode=cast(Mode, mode), filters=filters)
     finally:
         store.close()
     if as_json:

@@ -100,6 +100,13 @@ class KitSettings(BaseSettings):
     )
     chat_context_tokens: int = Field(2048, ge=256, le=8192, validation_alias="KIT_CHAT_CONTEXT")
     embed_batch_size: int = Field(64, ge=1, le=4096, validation_alias="KIT_EMBED_BATCH_SIZE")
+    embedder: str = Field(
+        "local",
+        pattern=r"^(local|gateway:\S+)$",
+        validation_alias="KIT_EMBEDDER",
+        description="local (the shipped MiniLM, in-process) or gateway:ALIAS (any embedding "
+        "alias of the gateway). An index is searched with the embedder that built it.",
+    )
 
     # --- External systems: unset means embedded mode -------------------------------------------
     gateway_url: AnyHttpUrl | None = Field(None, validation_alias="GATEWAY_URL")

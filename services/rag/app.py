@@ -3,7 +3,8 @@
     app = create_app(RagSettings())       # what `kit serve rag` runs under uvicorn
 
 The model is reached through the gateway: GATEWAY_URL when set, else a gateway started inside
-this process (embedded mode). Tests pass their own `llm` and `store`.
+this process (embedded mode). So are the embeddings when KIT_EMBEDDER=gateway:ALIAS; by default
+MiniLM runs in this process. Tests pass their own `llm`, `store` and `embedder`.
 """
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ from prometheus_client import CollectorRegistry
 from starlette.responses import JSONResponse
 
 from pipelines.ingest.index import ChunkStore, open_client
+from pipelines.rerank import load_reranker
 from services.common.embedded import EmbeddedServer
+from services.common.embedders import Embedder, GatewayEmbedder, gateway_model
 from services.common.errors import KitError
-from services.common.gateway_client import AsyncGatewayClient, GatewayRequestError
-from services.common.local_models import LocalEmbedder, load_embedder
+from services.common.gateway_client import (
+    AsyncGatewayClient,
+    GatewayClient,
+    GatewayRequestError,
+    start_embedded_gateway,
+)
+from services.common.local_models import load_embedder
 from services.common.logging import configure_logging
 from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, add_metrics_route
 from services.common.request_id import RequestIdMiddleware
@@ -37,7 +45,7 @@ def create_app(
     *,
     llm: AsyncLLM | None = None,
     store: ChunkStore | None = None,
-    embedder: LocalEmbedder | None = None,
+    embedder: Embedder | None = None,
 ) -> FastAPI:
     settings = settings or load_settings(RagSettings)
     configure_logging(settings)
@@ -84,30 +92,41 @@ async def rag_service(
     *,
     llm: AsyncLLM | None = None,
     store: ChunkStore | None = None,
-    embedder: LocalEmbedder | None = None,
+    embedder: Embedder | None = None,
 ) -> AsyncIterator[RagService]:
     """A ready `RagService` with its clients, closed on exit (the app's lifespan, `kit ask`)."""
-    chunk_store = store or ChunkStore(open_client(settings), settings.collection)
-    embed = embedder if embedder is not None else await asyncio.to_thread(load_embedder, settings)
+    embedding_alias = gateway_model(settings.embedder)
+    needs_gateway = llm is None or (embedder is None and embedding_alias is not None)
     server: EmbeddedServer | None = None
+    if needs_gateway and settings.gateway_url is not None:
+        url = str(settings.gateway_url)
+        key = settings.gateway_api_key.get_secret_value() if settings.gateway_api_key else None
+    elif needs_gateway:  # embedded mode: the gateway runs inside this process
+        started, key = await asyncio.to_thread(start_embedded_gateway, settings)
+        server, url = started, started.url
+    chunk_store = store or ChunkStore(open_client(settings), settings.collection)
     client: AsyncGatewayClient | None = None
-    model = llm
-    if model is None:
-        if settings.gateway_url is not None:
-            key = settings.gateway_api_key.get_secret_value() if settings.gateway_api_key else None
-            client = AsyncGatewayClient(str(settings.gateway_url), api_key=key)
-        else:  # embedded mode: the gateway runs inside this process
-            from services.common.gateway_client import start_embedded_gateway
-
-            started, key = await asyncio.to_thread(start_embedded_gateway, settings)
-            server = started
-            client = AsyncGatewayClient(started.url, api_key=key)
-        model = client
+    embedding_client: GatewayClient | None = None
     try:
-        yield RagService(settings, chunk_store, embed.embed, embed.dimension, model, metrics)
+        if llm is None:
+            client = AsyncGatewayClient(url, api_key=key)
+        if embedder is None and embedding_alias is not None:
+            embedding_client = GatewayClient(url, api_key=key)
+            embedder = await asyncio.to_thread(
+                GatewayEmbedder, embedding_client, embedding_alias, settings.embed_batch_size
+            )
+        elif embedder is None:
+            embedder = await asyncio.to_thread(load_embedder, settings)
+        chunk_store.check_embedder(embedder.name)
+        reranker = await asyncio.to_thread(load_reranker, settings.rerank_model)
+        model = llm if llm is not None else client
+        assert model is not None  # one of the two, by construction
+        yield RagService(settings, chunk_store, embedder, model, metrics, reranker)
     finally:
         if client is not None:
             await client.aclose()
+        if embedding_client is not None:
+            embedding_client.close()
         if server is not None:
             await asyncio.to_thread(server.stop)
         if store is None:

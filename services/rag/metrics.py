@@ -17,7 +17,7 @@ class RagMetrics:
         )
         self.stage = Histogram(
             "rag_stage_duration_seconds",
-            "Time per stage of an answer (retrieve, generate).",
+            "Time per stage of an answer (retrieve, rerank, generate).",
             ["stage"],
             buckets=LATENCY_BUCKETS,
             registry=registry,

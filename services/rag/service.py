@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pipelines.ingest.index import ChunkStore
-from pipelines.ingest.run import Embed, IngestOptions, ingest
+from pipelines.ingest.run import IngestOptions, ingest
+from pipelines.rerank import Reranker
 from pipelines.retrieval import Hit, Retriever
+from services.common.embedders import Embedder
 from services.common.llm import ChatMessage, ChatResult
 from services.common.logging import get_logger
 from services.rag.answer import REFUSAL, CheckedAnswer, check, load_prompt
@@ -62,18 +64,19 @@ class RagService:
         self,
         settings: RagSettings,
         store: ChunkStore,
-        embed: Embed,
-        dimension: int,
+        embedder: Embedder,
         llm: AsyncLLM,
         metrics: RagMetrics,
+        reranker: Reranker | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.embed = embed
-        self.dimension = dimension
+        self.embedder = embedder
         self.llm = llm
         self.metrics = metrics
-        self.retriever = Retriever(store, embed)
+        self.retriever = Retriever(
+            store, embedder.embed, reranker=reranker, rerank_depth=settings.rerank_depth
+        )
         self.prompt = load_prompt(settings.prompt)
         self.jobs: dict[str, IngestJob] = {}
         self._ingesting = threading.Lock()
@@ -82,15 +85,13 @@ class RagService:
         self, question: str, *, k: int | None = None, filters: Mapping[str, str] | None = None
     ) -> AskResult:
         started = time.perf_counter()
-        hits, relevance = await asyncio.to_thread(
+        hits, relevance, latency = await asyncio.to_thread(
             self._retrieve, question, k or self.settings.k, filters
         )
         retrieved = time.perf_counter()
-        latency = {"retrieve": round((retrieved - started) * 1000, 2)}
-        self.metrics.stage.labels("retrieve").observe(retrieved - started)
         if not hits or relevance < self.settings.min_relevance:
             self.metrics.answers.labels("refused").inc()
-            latency["total"] = latency["retrieve"]
+            latency["total"] = round((retrieved - started) * 1000, 2)
             reason = (
                 f"no source is relevant enough (best similarity {relevance:.2f} < "
                 f"{self.settings.min_relevance})"
@@ -132,14 +133,28 @@ class RagService:
 
     def _retrieve(
         self, question: str, k: int, filters: Mapping[str, str] | None
-    ) -> tuple[list[Hit], float]:
-        """The chunks for the prompt, and the best cosine similarity (the refusal signal).
+    ) -> tuple[list[Hit], float, dict[str, float]]:
+        """The chunks for the prompt, the best cosine similarity (the refusal signal), and the
+        milliseconds each stage took.
 
         Hybrid scores are fused ranks, not similarities, so relevance is read from a dense
         search: a question about something the corpus never mentions scores low there."""
-        hits = self.retriever.search(question, k=k, mode=self.settings.mode, filters=filters)
-        best = self.retriever.search(question, k=1, mode="dense", filters=filters)
-        return hits, best[0].score if best else 0.0
+        started = time.perf_counter()
+        reranker = self.retriever.reranker
+        depth = max(k, self.settings.rerank_depth) if reranker else k
+        mode = self.settings.mode
+        hits = self.retriever.first_stage(question, k=depth, mode=mode, filters=filters)
+        best = self.retriever.first_stage(question, k=1, mode="dense", filters=filters)
+        retrieved = time.perf_counter()
+        self.metrics.stage.labels("retrieve").observe(retrieved - started)
+        latency = {"retrieve": round((retrieved - started) * 1000, 2)}
+        relevance = best[0].score if best else 0.0
+        if reranker is not None and hits and relevance >= self.settings.min_relevance:
+            hits = reranker.rerank(question, hits, k)
+            reranked = time.perf_counter()
+            self.metrics.stage.labels("rerank").observe(reranked - retrieved)
+            latency["rerank"] = round((reranked - retrieved) * 1000, 2)
+        return hits[:k], relevance, latency
 
     def start_ingest(self, paths: list[Path], prune: bool) -> IngestJob:
         job = IngestJob(id=uuid.uuid4().hex, paths=[str(p) for p in paths])
@@ -156,9 +171,7 @@ class RagService:
         with self._ingesting:  # one job at a time: a second waits in "queued"
             job.status = "running"
             try:
-                report = ingest(
-                    paths, self.store, self.embed, self.dimension, IngestOptions(prune=prune)
-                )
+                report = ingest(paths, self.store, self.embedder, IngestOptions(prune=prune))
                 job.report = report.as_dict()
                 job.status = "done"
             except Exception as exc:  # reported through the job's status, not raised

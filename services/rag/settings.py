@@ -26,6 +26,12 @@ class RagSettings(KitSettings):
         description="Refuse without calling the model when no chunk's cosine similarity to the "
         "question reaches this (0.40: below every answerable question of the shipped set).",
     )
+    rerank_model: str | None = Field(
+        None,
+        description="A cross-encoder (folder or Hugging Face name) that reranks the first "
+        "stage's candidates; unset: no reranking. None ships with the kit (pipelines/rerank.py).",
+    )
+    rerank_depth: int = Field(20, ge=1, le=200, description="Candidates the reranker rescores.")
     prompt: str = Field("answer-v1", description="Prompt template in services/rag/prompts/.")
     model: str = Field("local", description="The gateway model alias that writes answers.")
     max_tokens: int = Field(256, ge=16, le=4096)

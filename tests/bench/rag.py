@@ -46,7 +46,7 @@ from pipelines.ingest.loaders import discover, load_file
 from pipelines.ingest.report import IngestReport
 from pipelines.ingest.run import IngestOptions, ingest
 from pipelines.retrieval import Mode, Retriever
-from services.common.local_models import load_embedder
+from services.common.local_models import MINILM, load_embedder
 from services.common.settings import KitSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,7 +158,7 @@ def bench_latency(
 ) -> None:
     questions = [q.question for q in load_questions(QUESTIONS)]
     store = ChunkStore(QdrantClient(":memory:"), "bench")
-    store.ensure_collection(vectors.shape[1])
+    store.ensure_collection(vectors.shape[1], embedder=MINILM.name)
     retriever = Retriever(store, embed)
     say(f"2. query latency, k={K}, in-memory Qdrant (local mode, exact search), corpus replicated")
     rows = [
@@ -218,7 +218,7 @@ def main() -> None:
     texts = [chunk.embedding_text() for chunk in chunks]
     with tempfile.TemporaryDirectory(prefix="bench-rag-") as folder:
         store = ChunkStore(QdrantClient(path=folder))
-        report = ingest([CORPUS], store, embedder.embed, embedder.dimension, IngestOptions())
+        report = ingest([CORPUS], store, embedder, IngestOptions())
         bare_seconds, vectors = bare_embed(embedder.embed, texts)
         if report.chunks["added"] != len(texts):
             say(f"  (!) ingest added {report.chunks['added']} chunks, expected {len(texts)}")

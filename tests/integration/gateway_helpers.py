@@ -71,6 +71,7 @@ def write_models(
             "cloud-then-local": ["a", "local-smollm2"],
             "local": ["local-smollm2"],
             "minilm": ["local-minilm"],
+            "all-minilm-l6-v2": ["local-minilm"],  # as in the shipped models.yaml
             "fake-embed": ["fake-embedder"],
         },
     }

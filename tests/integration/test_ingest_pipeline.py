@@ -32,7 +32,10 @@ class CountingEmbedder:
         self.calls = 0
         self.fail_after_calls = fail_after_calls
 
-    def __call__(self, texts: list[str]) -> npt.NDArray[np.float32]:
+    name = "all-minilm-l6-v2"
+    dimension = 384
+
+    def embed(self, texts: list[str]) -> npt.NDArray[np.float32]:
         if self.fail_after_calls is not None and self.calls >= self.fail_after_calls:
             raise RuntimeError("simulated crash mid-run")
         self.calls += 1
@@ -58,7 +61,7 @@ def store() -> ChunkStore:
 
 
 def run(corpus: Path, store: ChunkStore, embed: CountingEmbedder, **options: object):  # type: ignore[no-untyped-def]
-    return ingest([corpus], store, embed, 384, IngestOptions(batch_size=2, **options))  # type: ignore[arg-type]
+    return ingest([corpus], store, embed, IngestOptions(batch_size=2, **options))  # type: ignore[arg-type]
 
 
 def test_a_second_run_on_unchanged_files_embeds_nothing(

@@ -43,7 +43,7 @@ def rag(
     tmp_path: Path, corpus: Path, upstream: FakeUpstream, local_client: LocalClient
 ) -> Iterator[TestClient]:
     store = ChunkStore(QdrantClient(":memory:"), "docs")
-    ingest([corpus], store, local_client.embedder.embed, 384, IngestOptions())
+    ingest([corpus], store, local_client.embedder, IngestOptions())
     settings = RagSettings(
         _env_file=None,
         environment="test",
@@ -166,7 +166,7 @@ def test_answer_evaluation_measures_citations_support_and_refusals(
     from services.rag.metrics import RagMetrics
 
     store = ChunkStore(QdrantClient(":memory:"), "docs")
-    ingest([corpus], store, local_client.embedder.embed, 384, IngestOptions())
+    ingest([corpus], store, local_client.embedder, IngestOptions())
     settings = RagSettings(_env_file=None, environment="test", model="chain")  # type: ignore[call-arg]
     upstream.default = ok("Background tasks run after the response is sent [1].")
     questions = [

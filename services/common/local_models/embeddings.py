@@ -24,7 +24,7 @@ log = get_logger(__name__)
 
 
 class LocalEmbedder:
-    model_name = MINILM.name
+    name = MINILM.name  # the name the index records (see services.common.embedders)
 
     def __init__(self, settings: KitSettings) -> None:
         from sentence_transformers import SentenceTransformer
@@ -50,5 +50,5 @@ class LocalEmbedder:
 
 def load_embedder(settings: KitSettings) -> LocalEmbedder:
     embedder = LocalEmbedder(settings)
-    log.info("embedder_loaded", model=embedder.model_name, seconds=round(embedder.load_seconds, 2))
+    log.info("embedder_loaded", model=embedder.name, seconds=round(embedder.load_seconds, 2))
     return embedder
