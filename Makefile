@@ -38,7 +38,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: help setup demo test test-unit test-integration test-e2e lint format lock clean distclean \
-	bench-gateway bench-rag
+	bench-gateway bench-rag bench-finetune
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,9 @@ demo: setup ## Run what the kit does so far, end to end, on the embedded default
 	$(BIN)/kit search "How do I declare a path parameter?" --k 3
 	$(BIN)/kit eval rag --mode dense --mode keyword --mode hybrid --min-hit-rate 0.9 --min-mrr 0.8
 	$(BIN)/kit ask "How do I run a task after returning a response?"
+	$(BIN)/kit finetune --config pipelines/finetune/configs/quick.yaml
+	$(BIN)/kit predict "I still have not received my new card" "How do I top up by bank transfer?"
+	$(BIN)/kit gateway chat --model intent-router "My card has not arrived yet"
 
 test: setup ## Run every test tier that can run on this machine
 	$(BIN)/pytest
@@ -94,6 +97,9 @@ bench-gateway: setup ## Gateway vs direct call vs LiteLLM proxy, and local model
 
 bench-rag: setup ## Ingestion throughput, query latency at 10k/100k chunks, retrieval quality
 	$(BIN)/python -m tests.bench.rag
+
+bench-finetune: setup ## The default fine-tune and the LoRA one against every baseline (~40 min)
+	$(BIN)/python -m tests.bench.finetune --also pipelines/finetune/configs/lora.yaml
 
 lint: setup ## ruff (lint and format check) and mypy (strict) on services/ and pipelines/
 	$(BIN)/ruff check .

@@ -9,6 +9,7 @@ experiment (with its artifact location) the first time, and returns the `mlflow`
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -25,6 +26,10 @@ def start(settings: KitSettings, experiment: str) -> Any:
     """Point MLflow at the configured store and select `experiment`; returns the mlflow module."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from a pipeline
     import mlflow
+
+    # Creating or migrating the sqlite store logs a dozen INFO lines; they are not the user's news.
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     settings.ensure_dirs()
     mlflow.set_tracking_uri(tracking_uri(settings))

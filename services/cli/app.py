@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from services.cli import ask, evaluate, gateway, ingest, models, serve
+from services.cli import ask, evaluate, finetune, gateway, ingest, models, serve
 from services.cli.doctor import Status, as_json, run_checks
 from services.cli.state import CliState, console, state
 from services.common.errors import ConfigError
@@ -35,6 +35,9 @@ app.command("ingest")(ingest.ingest)
 app.command("search")(ingest.search)
 app.add_typer(evaluate.app, name="eval")
 app.command("ask")(ask.ask)
+app.command("finetune")(finetune.finetune)
+app.command("predict")(finetune.predict)
+app.add_typer(finetune.mlflow_app, name="mlflow")
 
 
 def _version(value: bool) -> None:

@@ -227,3 +227,65 @@ def draft_questions(
         drafts = asyncio.run(draft(chat, documents, per_document=per_document, sample=sample))
     output.write_text("".join(json.dumps(row) + "\n" for row in drafts))
     console.print(f"Wrote {len(drafts)} drafted questions to {output}; review them before use.")
+
+
+@app.command("intents")
+@exits_on_kit_error
+def intents(
+    ctx: typer.Context,
+    prompt_sample: Annotated[
+        int, typer.Option(min=0, help="Test queries for the prompt baselines (0: skip them).")
+    ] = 200,
+    cloud_model: Annotated[
+        str | None, typer.Option(help="A cloud gateway alias to compare (e.g. gpt-4o-mini).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="The split seed (the fine-tune configs use 0).")] = 0,
+) -> None:
+    """Intent-routing baselines on BANKING77, each an MLflow run beside the fine-tunes:
+    frozen MiniLM + logistic regression and kNN, zero- and few-shot prompts."""
+    from contextlib import ExitStack
+
+    from pipelines import tracking
+    from pipelines.finetune.baselines import log_baselines, run_baselines
+    from pipelines.finetune.config import DataSpec
+    from pipelines.finetune.data import load_splits
+    from pipelines.finetune.run import EXPERIMENT
+    from services.common.gateway_client import GatewayClient
+    from services.common.local_models import load_embedder
+    from services.gateway.pricing import Pricing
+
+    settings = state(ctx).settings()
+    splits = load_splits(DataSpec(), seed)
+    price = (0.0, 0.0)
+    if cloud_model:
+        known = Pricing().for_model(cloud_model)
+        if known is None:
+            err_console.print(f"[yellow]No price known for {cloud_model}; cost shows $0.[/]")
+        price = known or price
+    with ExitStack() as stack:
+        client = stack.enter_context(GatewayClient.connect(settings)) if prompt_sample > 0 else None
+        results = run_baselines(
+            splits,
+            load_embedder(settings),
+            client,
+            cloud_model=cloud_model,
+            cloud_price=price,
+            prompt_sample=prompt_sample,
+            seed=seed,
+            progress=lambda line: console.print(f"[dim]{line}[/]"),
+        )
+    log_baselines(tracking.start(settings, EXPERIMENT), results, splits)
+    table = Table(box=None, pad_edge=False)
+    for column in ("baseline", "accuracy", "macro-F1", "train s", "ms/query", "$/1k", "rows"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.name,
+            f"{r.scores.accuracy:.4f}",
+            f"{r.scores.macro_f1:.4f}",
+            f"{r.train_seconds:.0f}",
+            f"{r.scores.latency_ms:.1f}",
+            f"{r.cost_per_1k:.4f}",
+            str(r.scores.rows),
+        )
+    console.print(table)

@@ -16,6 +16,7 @@ import aiohttp
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from pipelines import tracking
 from services.common.local_client import LocalClient
 from services.common.logging import configure_logging, get_logger
 from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, add_metrics_route
@@ -71,7 +72,9 @@ def create_app(
         # One connection pool for every OpenAI-compatible deployment, kept alive between calls.
         http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300))
         local_client = local or LocalClient(settings)
-        providers = build_providers(gateway_models, http, local_client)
+        providers = build_providers(
+            gateway_models, http, local_client, tracking_uri=tracking.tracking_uri(settings)
+        )
         router = Router(
             gateway_models,
             providers,

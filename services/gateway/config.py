@@ -9,11 +9,12 @@
 A deployment is enabled when the variables it names are set (`api_key_env`, `api_base_env`), so
 one file serves a laptop with no keys and production with all of them; keys are never written in
 the file. Everything is validated when the gateway starts: a typo is an error naming the line's
-path, not a failure on the first request. `models.example.yaml` documents every provider.
+path, not a failure on the first request. `models.yaml` documents every provider.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from services.common.errors import ConfigError
 
-Provider = Literal["local", "openai", "litellm"]
+Provider = Literal["local", "openai", "litellm", "mlflow"]
 Task = Literal["chat", "embedding"]
 ErrorClass = Literal["rate_limit", "server_error", "timeout", "connection"]
 
@@ -48,6 +49,15 @@ class Deployment(_Strict):
     api_key_env: str | None = Field(None, description="Variable holding the API key.")
     timeout_s: float = Field(60.0, gt=0, le=600)
     price: Price | None = None
+
+    @model_validator(mode="after")
+    def _registry_uri(self) -> Deployment:
+        if self.provider == "mlflow" and not re.match(r"^models:/[^/@]+(@[^/]+|/\d+)$", self.model):
+            raise ValueError(
+                f"provider mlflow needs model: models:/NAME@ALIAS or models:/NAME/VERSION, "
+                f"not {self.model!r}"
+            )
+        return self
 
 
 def _default_retries() -> dict[ErrorClass, int]:

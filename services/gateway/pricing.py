@@ -38,6 +38,17 @@ class Pricing:
         self.table = _litellm_table() if table is None else table
         self._warned: set[str] = set()
 
+    def for_model(self, model: str) -> tuple[float, float] | None:
+        """(USD per prompt token, per completion token) of a model the table knows, by name."""
+        for name in (model, model.split("/", 1)[-1]):
+            entry = self.table.get(name)
+            if entry:
+                return (
+                    float(entry.get("input_cost_per_token") or 0.0),
+                    float(entry.get("output_cost_per_token") or 0.0),
+                )
+        return None
+
     def per_token(self, deployment: ResolvedDeployment) -> tuple[float, float]:
         """(USD per prompt token, USD per completion token) for a deployment."""
         spec = deployment.spec
@@ -46,13 +57,9 @@ class Pricing:
         if spec.provider == "local":
             return 0.0, 0.0
         # Table keys are "gpt-4o-mini", "mistral/mistral-small-latest", ...: try both spellings.
-        for name in (spec.model, spec.model.split("/", 1)[-1]):
-            entry = self.table.get(name)
-            if entry:
-                return (
-                    float(entry.get("input_cost_per_token") or 0.0),
-                    float(entry.get("output_cost_per_token") or 0.0),
-                )
+        known = self.for_model(spec.model)
+        if known is not None:
+            return known
         if deployment.name not in self._warned:
             self._warned.add(deployment.name)
             log.warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,62 @@ def test_make_demo_runs_end_to_end(kit_env: dict[str, str]) -> None:
     assert "via embedded gateway" in result.stdout  # a chat through the gateway
     assert "'added': 125" in result.stdout  # the FastAPI docs ingested
     assert "hybrid" in result.stdout and "support" in result.stdout  # evaluated, then asked
+    assert "registered intent-router v1 as champion" in result.stdout  # fine-tuned, promoted
+    assert re.search(r"^[a-z_]+\tI still have not received my new card$", result.stdout, re.M)
+
+
+def test_kit_finetune_refuses_a_bad_config_and_predict_needs_a_model(
+    kit_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nmethod: classifier\ntrain: {epochs: -1}\n")
+
+    wide = kit_env | {"COLUMNS": "200"}  # keep messages on one line
+    refused = kit("finetune", "--config", str(bad), env=wide)
+    untrained = kit("predict", "my card is lost", env=wide)
+
+    assert refused.returncode != 0
+    assert "train.epochs" in refused.stderr + refused.stdout
+    assert untrained.returncode != 0
+    assert "kit finetune" in untrained.stderr + untrained.stdout
+
+
+def test_kit_mlflow_ui_serves_the_local_store(kit_env: dict[str, str]) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [KIT, "mlflow", "ui", "--port", str(port)],
+        env=kit_env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                experiments = httpx.get(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search",
+                    params={"max_results": 10},
+                    timeout=5,
+                )
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the MLflow UI never answered"
+                time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert health.status_code == 200
+    assert experiments.status_code == 200
+    assert Path(kit_env["KIT_DATA_DIR"], "mlflow.db").exists()  # the kit's own store

@@ -47,15 +47,27 @@ def valid_spec() -> dict[str, Any]:
 # --- The shipped file -----------------------------------------------------------------------------
 
 
-def test_shipped_file_without_keys_keeps_only_aliases_with_a_local_deployment() -> None:
+def test_shipped_file_without_keys_keeps_only_aliases_served_on_this_machine() -> None:
     models = load_models(SHIPPED, environ={})
 
     assert chain_names(models, "local") == ["local-smollm2"]
     assert chain_names(models, "gpt-4o-mini") == ["local-smollm2"]
     assert chain_names(models, "all-minilm-l6-v2") == ["local-minilm"]
+    assert chain_names(models, "intent-router") == ["intent-router-champion"]  # the registry
     assert "text-embedding-3-small" not in models.chains  # only OpenAI serves it
     for chain in models.chains.values():
-        assert all(d.spec.provider == "local" for d in chain)
+        assert all(d.spec.provider in ("local", "mlflow") for d in chain)
+
+
+def test_a_registry_deployment_needs_a_models_uri(tmp_path: Path) -> None:
+    path = tmp_path / "models.yaml"
+    path.write_text(
+        "default_model: r\ndeployments:\n  d: {provider: mlflow, model: intent-router}\n"
+        "models:\n  r: [d]\n"
+    )
+
+    with pytest.raises(ConfigError, match="models:/NAME@ALIAS"):
+        load_models(path, environ={})
 
 
 def test_shipped_file_without_keys_says_which_variable_disabled_a_deployment() -> None:

@@ -10,7 +10,11 @@ from services.gateway.providers.base import Provider, ProviderError
 
 
 def build_providers(
-    models: GatewayModels, http: aiohttp.ClientSession, local: LocalClient
+    models: GatewayModels,
+    http: aiohttp.ClientSession,
+    local: LocalClient,
+    *,
+    tracking_uri: str | None = None,
 ) -> dict[str, Provider]:
     """A provider per enabled deployment, by deployment name. Imports only what is used."""
     providers: dict[str, Provider] = {}
@@ -27,6 +31,12 @@ def build_providers(
                 from services.gateway.providers.openai_compatible import OpenAICompatibleProvider
 
                 provider = OpenAICompatibleProvider(deployment, http)
+            elif deployment.spec.provider == "mlflow":
+                from services.gateway.providers.registry import RegistryProvider
+
+                if tracking_uri is None:
+                    raise ValueError("an mlflow deployment needs the tracking URI")
+                provider = RegistryProvider(deployment, tracking_uri)
             else:
                 from services.gateway.providers.litellm_provider import LiteLLMProvider
 

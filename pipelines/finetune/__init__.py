@@ -1,0 +1,1 @@
+"""Fine-tuning for intent routing on BANKING77: baselines, training, MLflow, registry gate."""
