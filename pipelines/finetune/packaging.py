@@ -1,12 +1,15 @@
 """Fine-tuned intent models as MLflow models: logged with the run, loadable by anything.
 
-An MLflow "pyfunc" model is a folder with the weights (artifacts), a loader class and the
-requirements; `mlflow.pyfunc.load_model("models:/intent-router@champion")` returns an object
+An MLflow "pyfunc" model is a folder with the weights (artifacts), the code that loads them and
+the requirements; `mlflow.pyfunc.load_model("models:/intent-router@champion")` returns an object
 whose `predict(["text", ...])` gives labels, whichever method trained it. The gateway serves
 intents that way (services/gateway/providers/registry.py), and so does `kit predict`.
 
-The loader classes live in this package, which must be importable where the model is loaded
-(the kit is installed there: the gateway, the CLI, the tests).
+The model is logged "from code" (MLflow's recommended way): MLflow stores the small script
+`mlflow_model.py` with the model and runs it at load time, instead of unpickling an object,
+which could run arbitrary code. The script builds `IntentRouterModel`, whose `load_context`
+picks the loader by the method recorded in the model's config. This package must be importable
+where the model is loaded (the kit is installed there: the gateway, the CLI, the tests).
 """
 
 from __future__ import annotations
@@ -19,37 +22,34 @@ from mlflow.pyfunc.model import PythonModel
 
 from pipelines.finetune.config import FinetuneConfig
 
+MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 
-class IntentClassifierModel(PythonModel):
-    """The MiniLM classifier (pipelines/finetune/classifier.py) as a pyfunc model."""
+
+class IntentRouterModel(PythonModel):
+    """A fine-tuned intent model of either method, behind MLflow's pyfunc interface."""
 
     def load_context(self, context: Any) -> None:
-        from pipelines.finetune.classifier import IntentClassifier
+        folder = Path(context.artifacts["model"])
+        config = context.model_config
+        if config["method"] == "classifier":
+            from pipelines.finetune.classifier import IntentClassifier
 
-        self.model = IntentClassifier.load(Path(context.artifacts["classifier"]))
+            self.model: Any = IntentClassifier.load(folder)
+        else:
+            from pipelines.finetune.lora import LoraIntentGenerator
+
+            self.model = LoraIntentGenerator.load(folder, expected_labels=config["labels"])
 
     def predict(
         self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
     ) -> list[str]:
-        return self.model.predict(_texts(model_input))
-
-
-class LoraIntentModel(PythonModel):
-    """SmolLM2 with a LoRA adapter (pipelines/finetune/lora.py): the label is generated."""
-
-    def load_context(self, context: Any) -> None:
-        from pipelines.finetune.lora import LoraIntentGenerator
-
-        self.model = LoraIntentGenerator.load(Path(context.artifacts["adapter"]))
-
-    def predict(
-        self, context: Any, model_input: list[str], params: dict[str, Any] | None = None
-    ) -> list[str]:
-        return self.model.predict(_texts(model_input))
+        labels: list[str] = self.model.predict(_texts(model_input))
+        return labels
 
 
 def _texts(model_input: Any) -> list[str]:
-    """pyfunc hands over a DataFrame (column "text"), a list or a single string."""
+    """The type hint makes MLflow hand over a list of strings; a DataFrame (from MLflow's own
+    scoring server) or one string are accepted too."""
     if isinstance(model_input, str):
         return [model_input]
     if hasattr(model_input, "columns"):
@@ -69,19 +69,13 @@ def log_intent_model(config: FinetuneConfig, folder: Path, labels: list[str]) ->
     """Log the trained model in `folder` to the active run; returns its model URI."""
     import mlflow.pyfunc
 
-    if config.method == "classifier":
-        python_model: Any = IntentClassifierModel()
-        artifacts = {"classifier": str(folder)}
-    else:
-        python_model = LoraIntentModel()
-        artifacts = {"adapter": str(folder)}
-    example = ["I still have not received my new card"]
     info = mlflow.pyfunc.log_model(
         name="model",
-        python_model=python_model,
-        artifacts=artifacts,
+        python_model=str(MODEL_CODE),
+        artifacts={"model": str(folder)},
+        model_config={"method": config.method, "labels": labels},
         pip_requirements=_requirements(),
-        input_example=example,  # the signature comes from predict's type hints: list[str]
-        metadata={"labels": labels, "method": config.method, "config": config.name},
+        input_example=["I still have not received my new card"],
+        metadata={"method": config.method, "config": config.name},
     )
     return str(info.model_uri)

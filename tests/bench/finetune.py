@@ -88,6 +88,7 @@ def main() -> None:
     from services.gateway.pricing import Pricing
 
     wall = time.perf_counter()
+    os.environ.setdefault("KIT_LOG_LEVEL", "WARNING")  # no log line per prompt-baseline query
     say(
         f"{date.today().isoformat()}  {os.cpu_count()} cores ({platform.machine()}), "
         f"Python {platform.python_version()}, torch {torch.__version__}\n"

@@ -1,0 +1,11 @@
+"""The script MLflow stores with every intent model and runs to load it ("models from code").
+
+See pipelines/finetune/packaging.py: MLflow executes this file, and `set_model` tells it which
+pyfunc object serves the model; the weights come from the model's artifacts.
+"""
+
+from mlflow.models import set_model
+
+from pipelines.finetune.packaging import IntentRouterModel
+
+set_model(IntentRouterModel())
