@@ -32,7 +32,7 @@ def start(settings: KitSettings, experiment: str) -> Any:
         logging.getLogger(name).setLevel(logging.WARNING)
 
     settings.ensure_dirs()
-    mlflow.set_tracking_uri(tracking_uri(settings))
+    point_mlflow_at(tracking_uri(settings))
     if mlflow.get_experiment_by_name(experiment) is None:
         location = None
         if not settings.mlflow_tracking_uri:  # local store: artifacts beside it, not in the cwd
@@ -40,3 +40,20 @@ def start(settings: KitSettings, experiment: str) -> Any:
         mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment)
     return mlflow
+
+
+def point_mlflow_at(uri: str) -> None:
+    """`mlflow.set_tracking_uri`, without its side effect on this process's environment.
+
+    MLflow also exports the URI as MLFLOW_TRACKING_URI (for subprocesses). The kit's settings
+    read that variable as "a server is configured", so leaving it set would send every later
+    `KitSettings()` of this process (another job, another test) to this store.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before

@@ -71,7 +71,7 @@ def predict(
             "Train one first: kit finetune --config pipelines/finetune/configs/default.yaml"
         ) from None
     for text, label in zip(texts, loaded.predict(list(texts)), strict=True):
-        console.print(f"{label}\t{text}")
+        print(f"{label}\t{text}")  # plain tab-separated lines, for people and for scripts
 
 
 mlflow_app = typer.Typer(help="MLflow, on the kit's tracking store.", no_args_is_help=True)

@@ -125,7 +125,9 @@ def test_the_gate_fails_below_the_bar(ingested: dict[str, str]) -> None:
 def test_every_evaluation_is_an_mlflow_run(ingested: dict[str, str]) -> None:
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{ingested['KIT_DATA_DIR']}/mlflow.db")
+    from pipelines.tracking import point_mlflow_at
+
+    point_mlflow_at(f"sqlite:///{ingested['KIT_DATA_DIR']}/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["rag-retrieval"])
 
     assert len(runs) >= 4

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pipelines.tracking import point_mlflow_at
 from services.common.logging import get_logger
 from services.gateway.config import ResolvedDeployment
 from services.gateway.providers.base import ChatAnswer, ChatCall, EmbedAnswer, ProviderError
@@ -58,7 +59,7 @@ class RegistryProvider:
             from mlflow import MlflowClient
             from mlflow.exceptions import MlflowException
 
-            mlflow.set_tracking_uri(self.tracking_uri)
+            point_mlflow_at(self.tracking_uri)
             try:
                 version = self.pinned_version or str(
                     MlflowClient(self.tracking_uri)
