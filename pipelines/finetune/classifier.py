@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines.finetune.config import FinetuneConfig
+from pipelines.finetune.config import FinetuneConfig, TrainSpec
 from pipelines.finetune.data import Example
 from pipelines.finetune.evaluate import IntentModel
 from services.common.local_models.checkpoint import offline_hub
@@ -160,6 +160,32 @@ def accuracy(model: IntentModel, rows: Sequence[Example]) -> float:
     return sum(p == r.label for p, r in zip(predicted, rows, strict=True)) / len(rows)
 
 
+def warmup_then_decay(optimizer: Any, spec: TrainSpec, per_epoch: int) -> tuple[Any, int]:
+    """A linear warm-up over `warmup_fraction` of the steps, then linear decay to zero; returns
+    the scheduler and the total number of steps (`max_steps`, else `epochs` x `per_epoch`)."""
+    import torch
+
+    total = spec.max_steps or math.ceil(spec.epochs * per_epoch)
+    warmup = max(1, int(spec.warmup_fraction * total))
+
+    def schedule(step: int) -> float:
+        return (step + 1) / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule), total
+
+
+def optimizer_step(loss: Any, weights: Sequence[Any], optimizer: Any, scheduler: Any) -> float:
+    """Backpropagate, clip the gradient norm to 1, step the optimizer and the schedule."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(weights, 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+    return float(loss.item())
+
+
 def train_classifier(
     config: FinetuneConfig,
     train: Sequence[Example],
@@ -203,13 +229,7 @@ def train_classifier(
         weight_decay=spec.weight_decay,
     )
     per_epoch = math.ceil(len(train) / spec.batch_size)
-    total = spec.max_steps or math.ceil(spec.epochs * per_epoch)
-    warmup = max(1, int(spec.warmup_fraction * total))
-
-    def schedule(step: int) -> float:  # linear warm-up, then linear decay to zero
-        return (step + 1) / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler, total = warmup_then_decay(optimizer, spec, per_epoch)
     step, loss_value, epoch = 0, float("nan"), 0
     model.encoder.train()
     while step < total:
@@ -219,12 +239,8 @@ def train_classifier(
             loss = F.cross_entropy(
                 model.logits(tokens, head), targets, label_smoothing=spec.label_smoothing
             )
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(trained_weights, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            step, loss_value = step + 1, float(loss.item())
+            loss_value = optimizer_step(loss, trained_weights, optimizer, scheduler)
+            step += 1
             if step % spec.log_every == 0 or step == total:
                 on_step(step, loss_value, float(scheduler.get_last_lr()[0]))
             if step >= total:

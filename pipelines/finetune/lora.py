@@ -38,7 +38,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.finetune.classifier import OnEpoch, OnStep, TrainResult, accuracy
+from pipelines.finetune.classifier import (
+    OnEpoch,
+    OnStep,
+    TrainResult,
+    accuracy,
+    optimizer_step,
+    warmup_then_decay,
+)
 from pipelines.finetune.config import FinetuneConfig
 from pipelines.finetune.data import Example
 from services.common.errors import ConfigError, ModelUnavailableError
@@ -355,24 +362,14 @@ def train_lora(
     trainable = [p for p in adapted.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=spec.learning_rate, weight_decay=spec.weight_decay)
     per_epoch = math.ceil(len(train) / spec.batch_size)
-    total = spec.max_steps or math.ceil(spec.epochs * per_epoch)
-    warmup = max(1, int(spec.warmup_fraction * total))
-
-    def schedule(step: int) -> float:  # linear warm-up, then linear decay to zero
-        return (step + 1) / warmup if step < warmup else max(0.0, (total - step) / (total - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler, total = warmup_then_decay(optimizer, spec, per_epoch)
     step, loss_value, epoch = 0, float("nan"), 0
     adapted.train()
     while step < total:
         for rows in _length_batches(lengths, spec.batch_size, rng):
             loss = _target_loss(adapted, [encoded[i] for i in rows], tokenizer.pad_token_id, device)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            step, loss_value = step + 1, float(loss.item())
+            loss_value = optimizer_step(loss, trainable, optimizer, scheduler)
+            step += 1
             if step % spec.log_every == 0 or step == total:
                 on_step(step, loss_value, float(scheduler.get_last_lr()[0]))
             if step >= total:

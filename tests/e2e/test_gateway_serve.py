@@ -10,22 +10,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.servers import free_port
+from tests.support.servers import create_gateway_key, free_port
 
 KIT = str(Path(sys.executable).with_name("kit"))
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_serve_gateway_answers_with_a_created_key(kit_env: dict[str, str], tmp_path: Path) -> None:
-    created = subprocess.run(
-        [KIT, "gateway", "keys", "create", "--id", "e2e", "--rpm", "100"],
-        env=kit_env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = created.stdout.strip().splitlines()[-1]
+    key = create_gateway_key(KIT, kit_env, REPO, "--id", "e2e", "--rpm", "100")
     assert key.startswith("sk-kit-")
     keys_file = Path(kit_env["KIT_DATA_DIR"]) / "gateway-keys.yaml"
     assert key not in keys_file.read_text()  # only its hash is stored

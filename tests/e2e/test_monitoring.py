@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.servers import free_port, require_tool
+from tests.support.servers import create_gateway_key, free_port, require_tool
 
 KIT = str(Path(sys.executable).with_name("kit"))
 REPO = Path(__file__).resolve().parents[2]
@@ -60,15 +60,7 @@ def test_prometheus_scrapes_the_services_and_evaluates_the_alert_rules(
     kit_env: dict[str, str], tmp_path: Path
 ) -> None:
     prometheus = require_tool("prometheus", "sudo apt-get install prometheus")
-    created = subprocess.run(
-        [KIT, "gateway", "keys", "create", "--id", "monitoring"],
-        env=kit_env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = created.stdout.strip().splitlines()[-1]
+    key = create_gateway_key(KIT, kit_env, REPO, "--id", "monitoring")
     gateway_port, rag_port, prometheus_port = free_port(), free_port(), free_port()
     gateway = f"http://127.0.0.1:{gateway_port}"
     api = f"http://127.0.0.1:{prometheus_port}/api/v1"

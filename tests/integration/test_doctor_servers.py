@@ -4,8 +4,6 @@ stand-in for Qdrant's health endpoint (a Qdrant server cannot run on the test ma
 from __future__ import annotations
 
 import http.server
-import os
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +13,7 @@ from pydantic import SecretStr
 
 from services.cli.doctor import Status, check_servers
 from services.common.settings import KitSettings
-from tests.support.servers import free_port, redis_server, running
+from tests.support.servers import free_port, mlflow_server, redis_server, running
 
 
 def _by_name(settings: KitSettings) -> dict[str, tuple[Status, str]]:
@@ -43,25 +41,12 @@ def test_a_redis_password_is_never_shown(settings: KitSettings, tmp_path: Path) 
 
 def test_an_mlflow_tracking_server_is_reached(settings: KitSettings, tmp_path: Path) -> None:
     port = free_port()
-    mlflow = str(Path(sys.executable).with_name("mlflow"))
-    env = os.environ | {
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
-    command = [
-        mlflow,
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
+    command, env = mlflow_server(
+        port,
         f"sqlite:///{tmp_path / 'mlflow.db'}",
         "--default-artifact-root",
         str(tmp_path / "artifacts"),
-    ]
+    )
 
     with running(command, port, tmp_path / "mlflow.log", timeout=120, env=env):
         configured = settings.model_copy(update={"mlflow_tracking_uri": f"http://127.0.0.1:{port}"})

@@ -198,32 +198,17 @@ def test_a_crashed_job_leaves_a_failed_run_with_the_error(
 def test_the_same_job_runs_against_an_mlflow_server(tmp_path: Path, shared_cache_dir: Path) -> None:
     """MLFLOW_TRACKING_URI pointing at a real `mlflow server` on 127.0.0.1: runs, artifacts
     (uploaded over HTTP) and the registry live there, and the champion loads back from it."""
-    import os
-    import sys
-
     import mlflow
 
-    from tests.support.servers import free_port, running
+    from tests.support.servers import free_port, mlflow_server, running
 
     port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("mlflow")),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
+    command, env = mlflow_server(
+        port,
         f"sqlite:///{tmp_path / 'server.db'}",
         "--artifacts-destination",
         str(tmp_path / "server-artifacts"),
-    ]
-    env = os.environ | {
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
+    )
     config = load_config(CONFIGS / "quick.yaml")
     config = config.model_copy(update={"train": config.train.model_copy(update={"max_steps": 5})})
     with running(command, port, tmp_path / "mlflow.log", timeout=120, env=env):

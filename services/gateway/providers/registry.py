@@ -102,13 +102,18 @@ class RegistryProvider:
             raise ProviderError("timeout", f"{self.uri} took over {timeout}s") from None
         return version, label, len(text.split())
 
-    async def chat(self, call: ChatCall, timeout: float) -> ChatAnswer:
-        version, label, words = await self._answer(call, timeout)
-        body = {
+    def _envelope(self, kind: str, version: str) -> dict[str, Any]:
+        """The fields every OpenAI chat object carries; `model` names the version that answered."""
+        return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
+            "object": kind,
             "created": int(time.time()),
             "model": f"{self.name}/{version}",
+        }
+
+    async def chat(self, call: ChatCall, timeout: float) -> ChatAnswer:
+        version, label, words = await self._answer(call, timeout)
+        body = self._envelope("chat.completion", version) | {
             "choices": [
                 {
                     "index": 0,
@@ -116,24 +121,16 @@ class RegistryProvider:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {"prompt_tokens": words, "completion_tokens": 1, "total_tokens": words + 1},
+            "usage": _usage(words),
         }
         return ChatAnswer(body, words, 1)
 
     async def stream(self, call: ChatCall, timeout: float) -> AsyncIterator[dict[str, Any]]:
         version, label, words = await self._answer(call, timeout)
-        base = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": f"{self.name}/{version}",
-        }
+        base = self._envelope("chat.completion.chunk", version)
         yield base | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": label}}]}
         yield base | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        yield base | {
-            "choices": [],
-            "usage": {"prompt_tokens": words, "completion_tokens": 1, "total_tokens": words + 1},
-        }
+        yield base | {"choices": [], "usage": _usage(words)}
 
     async def embed(self, texts: list[str], timeout: float) -> EmbedAnswer:
         raise ProviderError(
@@ -142,6 +139,11 @@ class RegistryProvider:
 
     async def aclose(self) -> None:
         """Nothing to close: the model is in-process memory."""
+
+
+def _usage(words: int) -> dict[str, int]:
+    """Words in, one label out: token counts a classifier can honestly report."""
+    return {"prompt_tokens": words, "completion_tokens": 1, "total_tokens": words + 1}
 
 
 def _last_user_text(call: ChatCall) -> str:
