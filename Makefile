@@ -38,7 +38,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: help setup demo test test-unit test-integration test-e2e lint format lock clean distclean \
-	bench-gateway bench-rag bench-finetune
+	bench-gateway bench-rag bench-finetune images up down logs compose-key k8s
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,6 +85,41 @@ test-integration: setup ## Real parts: shipped models, local servers on 127.0.0.
 test-e2e: setup ## The kit as a user runs it: `kit` commands in subprocesses
 	$(BIN)/pytest tests/e2e
 
+# --- Containers (deploy/docker, docker-compose.yml) and Kubernetes (deploy/k8s) -----------------
+# `docker compose` (v2) where installed, else the older `docker-compose`.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# The images' base: the official slim Python image; any image with CPython 3.11 under /usr/local
+# works (tests build one from Debian packages where no registry is reachable).
+BASE_IMAGE ?= python:3.11.14-slim-bookworm
+IMAGE_TAG ?= latest
+DOCKER_BUILD := docker build -f deploy/docker/Dockerfile --build-arg BASE_IMAGE=$(BASE_IMAGE)
+
+images: ## Build the kit's images: gateway (+ :cloud, no model engine), rag, pipelines
+	$(DOCKER_BUILD) --target gateway --build-arg EXTRAS=gateway,llamacpp \
+		-t ai-engineering-kit/gateway:$(IMAGE_TAG) .
+	$(DOCKER_BUILD) --target gateway --build-arg EXTRAS=gateway \
+		-t ai-engineering-kit/gateway:cloud .
+	$(DOCKER_BUILD) --target rag --build-arg EXTRAS=rag -t ai-engineering-kit/rag:$(IMAGE_TAG) .
+	$(DOCKER_BUILD) --target pipelines -t ai-engineering-kit/pipelines:$(IMAGE_TAG) .
+
+up: ## Start the whole stack in containers (docker-compose.yml; needs .env, see its header)
+	$(COMPOSE) up -d --build
+
+down: ## Stop the stack (its volumes, and so its data, stay; `$(COMPOSE) down -v` drops them)
+	$(COMPOSE) down
+
+logs: ## Follow the stack's logs
+	$(COMPOSE) logs -f --tail=100
+
+compose-key: ## Create the gateway API key the RAG service uses, in the gateway's volume
+	@# The two required variables are not needed to create a key; placeholders let compose parse.
+	GATEWAY_API_KEY=$${GATEWAY_API_KEY:-pending} GRAFANA_ADMIN_PASSWORD=$${GRAFANA_ADMIN_PASSWORD:-pending} \
+		$(COMPOSE) run --rm --no-deps gateway kit gateway keys create --id rag
+	@echo "Put that key in .env as GATEWAY_API_KEY=..., then: make up"
+
+k8s: setup ## Render the Kubernetes overlays (dev, production) and validate them offline
+	$(BIN)/pytest -q tests/integration/test_k8s_manifests.py
+
 # The LiteLLM proxy, for the side-by-side benchmark, in its own venv: its pins clash with ours.
 # 1.106.12 is the newest release whose proxy extras install from PyPI today.
 LITELLM_PROXY := litellm[proxy]==1.106.12
@@ -101,10 +136,11 @@ bench-rag: setup ## Ingestion throughput, query latency at 10k/100k chunks, retr
 bench-finetune: setup ## The default fine-tune and the LoRA one against every baseline (~40 min)
 	$(BIN)/python -m tests.bench.finetune --also pipelines/finetune/configs/lora.yaml
 
-lint: setup ## ruff (lint and format check) and mypy (strict) on services/ and pipelines/
+lint: setup ## ruff (lint, format check), mypy (strict) on services/ and pipelines/, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint deploy/docker/Dockerfile
 
 format: setup ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from services.cli import ask, evaluate, finetune, gateway, ingest, models, serve
+from services.cli import ask, drift, evaluate, finetune, gateway, ingest, models, serve
 from services.cli.doctor import Status, as_json, run_checks
 from services.cli.state import CliState, console, state
 from services.common.errors import ConfigError
@@ -38,6 +38,7 @@ app.command("ask")(ask.ask)
 app.command("finetune")(finetune.finetune)
 app.command("predict")(finetune.predict)
 app.add_typer(finetune.mlflow_app, name="mlflow")
+app.command("drift")(drift.drift)
 
 
 def _version(value: bool) -> None:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import aiohttp
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from starlette.datastructures import State
 
 from pipelines import tracking
 from services.common.local_client import LocalClient
@@ -106,8 +107,9 @@ def create_app(
         )
         # Load local models in the background; /readyz answers 503 until they are in memory.
         app.state.warm = asyncio.Event()
+        app.state.warm_error = None
         locals_ = [p for p in providers.values() if isinstance(p, LocalProvider)]
-        warming = asyncio.create_task(_warm_up(locals_, app.state.warm))
+        warming = asyncio.create_task(_warm_up(locals_, app.state))
         log.info(
             "gateway_started",
             aliases=sorted(gateway_models.chains),
@@ -147,7 +149,13 @@ def create_app(
     return app
 
 
-async def _warm_up(providers: list[LocalProvider], ready: asyncio.Event) -> None:
+async def _warm_up(providers: list[LocalProvider], state: State) -> None:
+    """Load each local model; a failure is logged and reported by /readyz, never swallowed."""
     for provider in providers:
-        await asyncio.to_thread(provider.warm_up)
-    ready.set()
+        try:
+            await asyncio.to_thread(provider.warm_up)
+        except Exception as exc:
+            state.warm_error = f"{provider.model}: {type(exc).__name__}: {exc}"
+            log.exception("local_model_failed", model=provider.model)
+            return
+    state.warm.set()

@@ -6,16 +6,18 @@
       openai-gpt-4o-mini: {provider: openai, model: gpt-4o-mini, api_key_env: OPENAI_API_KEY}
       local-smollm2: {provider: local, model: smollm2-135m-instruct}
 
-A deployment is enabled when the variables it names are set (`api_key_env`, `api_base_env`), so
-one file serves a laptop with no keys and production with all of them; keys are never written in
-the file. Everything is validated when the gateway starts: a typo is an error naming the line's
-path, not a failure on the first request. `models.yaml` documents every provider.
+A deployment is enabled when the variables it names are set (`api_key_env`, `api_base_env`) and,
+for in-process ones (`local`, `mlflow`), when their engine is installed, so one file serves a
+laptop with no keys, production with all of them, and an image built without torch; keys are
+never written in the file. Everything is validated when the gateway starts: a typo is an error
+naming the line's path, not a failure on the first request. `models.yaml` documents every provider.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
 
@@ -128,6 +130,24 @@ class GatewayModels(BaseModel):
         return self.chains[alias][0].spec.task
 
 
+def missing_engine(deployment: Deployment) -> str | None:
+    """Why an in-process deployment cannot run in this installation, or None when it can.
+
+    The gateway's image without torch (deploy/docker) has no embedder, and the cloud-only one no
+    engine at all: their local deployments are disabled at start-up, not failing on first use."""
+    if deployment.provider == "local" and deployment.task == "chat":
+        from services.common.local_models.chat import available_engines
+
+        if not available_engines():
+            return "no local chat engine installed (pip install '.[llamacpp]' or '.[local]')"
+    elif deployment.provider == "local":
+        if not (find_spec("sentence_transformers") and find_spec("torch")):
+            return "no local embedding engine installed (pip install '.[local]')"
+    elif deployment.provider == "mlflow" and not find_spec("mlflow"):
+        return "mlflow is not installed (pip install '.[ml]')"
+    return None
+
+
 def load_models(path: Path, environ: Mapping[str, str]) -> GatewayModels:
     """Read, validate and resolve the models file. Raises `ConfigError` saying what to fix."""
     try:
@@ -159,6 +179,9 @@ def resolve(spec: ModelsFile, environ: Mapping[str, str]) -> GatewayModels:
         if missing:
             disabled[name] = f"{' and '.join(missing)} not set"
             continue
+        if reason := missing_engine(deployment):
+            disabled[name] = reason
+            continue
         key = environ.get(deployment.api_key_env) if deployment.api_key_env else None
         base = environ.get(deployment.api_base_env) if deployment.api_base_env else None
         resolved[name] = ResolvedDeployment(
@@ -172,11 +195,14 @@ def resolve(spec: ModelsFile, environ: Mapping[str, str]) -> GatewayModels:
         for alias, chain in spec.models.items()
     }
     chains = {alias: chain for alias, chain in chains.items() if chain}
-    if spec.default_model not in chains:
+    if not chains:
         raise ConfigError(
-            f"default_model {spec.default_model!r} has no enabled deployment "
-            f"({', '.join(f'{k}: {v}' for k, v in disabled.items())})"
+            "No model has an enabled deployment "
+            f"({'; '.join(f'{k}: {v}' for k, v in disabled.items())}). Set a provider's key, "
+            "or install a local engine."
         )
+    # A disabled default is not fatal: OpenAI-style requests name their model, and a request for
+    # the default is then refused with the reason (the router's UnknownModel lists `disabled`).
     return GatewayModels(
         default_model=spec.default_model, routing=spec.routing, chains=chains, disabled=disabled
     )

@@ -94,13 +94,14 @@ class Budgets:
                 "Raise budget_usd for this key in the keys file, or use another key."
             )
 
-    async def spend(self, key: ApiKey, usd: float) -> None:
+    async def spend(self, key: ApiKey, usd: float) -> float:
+        """Add `usd` to the key's spending; returns the key's total spent so far."""
         if usd <= 0:
-            return
+            return await self.spent(key)
         if self._redis is None:
             self._spent[key.id] = self._spent.get(key.id, 0.0) + usd
-        else:
-            await self._redis.incrbyfloat(f"kit-budget:{key.id}", usd)
+            return self._spent[key.id]
+        return float(await self._redis.incrbyfloat(f"kit-budget:{key.id}", usd))
 
     async def aclose(self) -> None:
         if self._redis is not None:

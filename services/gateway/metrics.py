@@ -6,7 +6,7 @@ the keys file, statuses from HTTP. Never a prompt, a user id or a raw path.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.metrics import LATENCY_BUCKETS
 
@@ -64,5 +64,13 @@ class GatewayMetrics:
             "gateway_rejected",
             "Requests refused by a key's limits (rpm, tpm, budget).",
             ["key_id", "limit"],
+            registry=registry,
+        )
+        # Set after each paid request of a key that has a budget, from the shared total (Redis),
+        # so every replica reports the same value: alert on max by (key_id).
+        self.budget_used = Gauge(
+            "gateway_key_budget_used_ratio",
+            "Share of a key's budget spent so far (1 = spent; its requests are then refused).",
+            ["key_id"],
             registry=registry,
         )

@@ -217,7 +217,9 @@ class Gateway:
         cost = self.pricing.cost(deployment, prompt_tokens, completion_tokens)
         if cost:
             self.metrics.cost.labels(alias, name, key.id).inc(cost)
-        await self.budgets.spend(key, cost)
+        spent = await self.budgets.spend(key, cost)
+        if key.budget_usd:
+            self.metrics.budget_used.labels(key.id).set(spent / key.budget_usd)
         await self.limits.charge_tokens(key, prompt_tokens + completion_tokens)
 
     def _log(

@@ -5,6 +5,7 @@
 The model is reached through the gateway: GATEWAY_URL when set, else a gateway started inside
 this process (embedded mode). So are the embeddings when KIT_EMBEDDER=gateway:ALIAS; by default
 MiniLM runs in this process. Tests pass their own `llm`, `store` and `embedder`.
+Each /ask question also goes to the query log (RAG_QUERY_LOG), the sample store `kit drift` reads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 from starlette.responses import JSONResponse
 
+from pipelines.drift.store import QueryLog
 from pipelines.ingest.index import ChunkStore, open_client
 from pipelines.rerank import load_reranker
 from services.common.embedded import EmbeddedServer
@@ -69,6 +71,12 @@ def create_app(
         summary="Answers from your documents, with checked citations.",
     )
     app.state.settings = settings
+    # Only a path and a rate here: the file is opened on each write, never at start-up.
+    app.state.query_log = (
+        QueryLog(settings.query_log, settings.query_log_sample_rate)
+        if settings.query_log is not None and settings.query_log_sample_rate > 0
+        else None
+    )
 
     @app.exception_handler(GatewayRequestError)
     async def model_failed(_: Request, exc: GatewayRequestError) -> JSONResponse:

@@ -47,6 +47,7 @@ class AskResult:
     latency_ms: dict[str, float]
     refusal_reason: str | None = None
     model: str | None = None
+    relevance: float = 0.0  # best dense cosine similarity of any chunk: what refusals go by
 
 
 @dataclass
@@ -101,6 +102,7 @@ class RagService:
                 hits,
                 latency,
                 refusal_reason=reason,
+                relevance=relevance,
             )
         messages = self.prompt.messages(question, hits)
         result = await self.llm.chat(
@@ -129,7 +131,7 @@ class RagService:
             refused=checked.refused,
             **latency,
         )
-        return AskResult(checked, hits, latency, model=result.model)
+        return AskResult(checked, hits, latency, model=result.model, relevance=relevance)
 
     def _retrieve(
         self, question: str, k: int, filters: Mapping[str, str] | None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import KitSettings
@@ -39,3 +39,20 @@ class RagSettings(KitSettings):
         default_factory=lambda: [Path("data")],
         description='Folders POST /ingest may read, as JSON: ["data", "/srv/docs"].',
     )
+    query_log: Path | None = Field(
+        default_factory=lambda data: data["data_dir"] / "rag-queries.jsonl",
+        description="Append each /ask question to this JSONL file, the sample store that "
+        "`kit drift` reads (default: KIT_DATA_DIR/rag-queries.jsonl); off (or empty) disables "
+        "it. Questions may hold personal data: see pipelines/drift/store.py on retention.",
+    )
+    query_log_sample_rate: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share of questions written to the query log (0-1)."
+    )
+
+    @field_validator("query_log", mode="before")
+    @classmethod
+    def _off_means_none(cls, value: Any) -> Any:
+        """RAG_QUERY_LOG=off (or empty, none, false, 0) turns the query log off."""
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "false", "0"):
+            return None
+        return value

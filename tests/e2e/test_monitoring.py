@@ -2,7 +2,8 @@
 the commands their containers run), a real Prometheus loading the repository's config and alert
 rules with its targets pointed at them, traffic, and assertions through Prometheus's HTTP API:
 the targets are up, the gateway's metrics were scraped, every rule evaluates, and stopping a
-service turns ServiceDown pending."""
+service turns ServiceDown pending. A Pushgateway carries drift scores pushed as the `kit drift`
+job pushes them, and DriftScoreHigh fires on a score over its threshold."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
+from pipelines.drift.export import DriftMetrics, push
+from pipelines.drift.score import Check, Scores
 from tests.support.servers import create_gateway_key, free_port, require_tool
 
 KIT = str(Path(sys.executable).with_name("kit"))
@@ -60,8 +64,12 @@ def test_prometheus_scrapes_the_services_and_evaluates_the_alert_rules(
     kit_env: dict[str, str], tmp_path: Path
 ) -> None:
     prometheus = require_tool("prometheus", "sudo apt-get install prometheus")
+    pushgateway = require_tool(
+        "prometheus-pushgateway", "sudo apt-get install prometheus-pushgateway"
+    )
     key = create_gateway_key(KIT, kit_env, REPO, "--id", "monitoring")
     gateway_port, rag_port, prometheus_port = free_port(), free_port(), free_port()
+    pushgateway_port = free_port()
     gateway = f"http://127.0.0.1:{gateway_port}"
     api = f"http://127.0.0.1:{prometheus_port}/api/v1"
 
@@ -69,7 +77,7 @@ def test_prometheus_scrapes_the_services_and_evaluates_the_alert_rules(
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     config["global"] |= {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str(PROMETHEUS / "alerts.yml")]
-    ports = {"gateway": gateway_port, "rag": rag_port}
+    ports = {"gateway": gateway_port, "rag": rag_port, "pushgateway": pushgateway_port}
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [f"127.0.0.1:{ports[job['job_name']]}"]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -90,6 +98,14 @@ def test_prometheus_scrapes_the_services_and_evaluates_the_alert_rules(
                 rag_env,
                 tmp_path / "rag.log",
                 f"http://127.0.0.1:{rag_port}/healthz",
+            )
+        )
+        stack.enter_context(
+            serving(
+                [pushgateway, f"--web.listen-address=127.0.0.1:{pushgateway_port}"],
+                kit_env,
+                tmp_path / "pushgateway.log",
+                f"http://127.0.0.1:{pushgateway_port}/-/ready",
             )
         )
         stack.enter_context(
@@ -128,9 +144,32 @@ def test_prometheus_scrapes_the_services_and_evaluates_the_alert_rules(
             return {t["labels"]["job"]: t["health"] for t in targets} == {
                 "gateway": "up",
                 "rag": "up",
+                "pushgateway": "up",
+            }
+
+        # A drift run's scores, pushed the way `kit drift --pushgateway` pushes them: the length
+        # check over its threshold, the embedding check under it.
+        registry = CollectorRegistry()
+        drift = Scores(
+            checks=[
+                Check("embedding_mmd", 0.005, 0.02, "meaning in the embedding space"),
+                Check("length_psi", 1.6, 0.25, "question lengths"),
+            ],
+            details={"embedding_mmd_p_value": 0.3},
+        )
+        DriftMetrics(registry).record(drift, reference=181, current=200, seconds=3.0)
+        push(f"http://127.0.0.1:{pushgateway_port}", registry, collection="docs")
+
+        def drift_alerts() -> dict[str, str]:
+            alerts = httpx.get(f"{api}/alerts", timeout=5).json()["data"]["alerts"]
+            return {
+                a["labels"]["check"]: a["state"]
+                for a in alerts
+                if a["labels"]["alertname"] == "DriftScoreHigh"
             }
 
         wait_for(targets_up, 30)
+        wait_for(lambda: drift_alerts() == {"length_psi": "firing"}, 30)
         wait_for(lambda: float(query("sum(gateway_requests_total)")[0]["value"][1]) >= 3, 30)
         rules = httpx.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
         evaluated = {r["name"]: r for group in rules for r in group["rules"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -159,6 +160,9 @@ def test_a_spent_budget_is_refused_with_a_clear_error(
     )
     assert 'gateway_cost_usd_total{alias="chain",deployment="a",key_id="team-a"} 0.00036' in metrics
     assert upstream.calls() == 2
+    # The share spent, for the GatewayBudgetNearlySpent alert: $0.00036 of $0.0003.
+    used = re.search(r'gateway_key_budget_used_ratio\{key_id="team-a"\} (\S+)', metrics)
+    assert used is not None and float(used.group(1)) == pytest.approx(1.2)
 
 
 def test_metrics_after_a_known_sequence(

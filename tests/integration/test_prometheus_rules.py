@@ -34,13 +34,25 @@ def rules() -> list[dict[str, str]]:
     return [rule for group in spec["groups"] for rule in group["rules"]]
 
 
-def test_the_config_and_the_rules_load() -> None:
-    config = promtool("check", "config", "prometheus.yml")
+def test_the_configs_and_the_rules_load() -> None:
     checked = promtool("check", "rules", "alerts.yml")
 
-    assert config.returncode == 0, config.stdout + config.stderr
+    for name in ("prometheus.yml", "prometheus.compose.yml"):
+        config = promtool("check", "config", name)
+        assert config.returncode == 0, config.stdout + config.stderr
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(rules())} rules found" in checked.stdout
+
+
+def test_the_compose_config_scrapes_the_same_jobs_as_the_local_one() -> None:
+    # The rules and dashboards select on job names: both configs must use the same ones.
+    def jobs(name: str) -> list[dict[str, object]]:
+        scrape: list[dict[str, object]] = yaml.safe_load((PROMETHEUS / name).read_text())[
+            "scrape_configs"
+        ]
+        return [{k: v for k, v in job.items() if k != "static_configs"} for job in scrape]
+
+    assert jobs("prometheus.compose.yml") == jobs("prometheus.yml")
 
 
 def test_every_alert_fires_on_bad_traffic_and_stays_quiet_on_good() -> None:

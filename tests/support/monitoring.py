@@ -1,4 +1,5 @@
-"""What the monitoring files (alert rules, dashboards) may read: the series the services export."""
+"""What the monitoring files (alert rules, dashboards) may read: the series the services and the
+drift job export."""
 
 from __future__ import annotations
 
@@ -6,11 +7,26 @@ import re
 
 from prometheus_client import CollectorRegistry
 
-PROMQL_WORDS = {"sum", "rate", "increase", "histogram_quantile", "by", "and", "le"}
+PROMQL_WORDS = {
+    "sum",
+    "rate",
+    "increase",
+    "histogram_quantile",
+    "by",
+    "and",
+    "le",
+    "count",
+    "or",
+    "vector",
+    "time",
+    "max",
+}
 
 
 def exported_metrics() -> set[str]:
-    """Every series name the gateway and RAG services can export (and Prometheus's `up`)."""
+    """Every series name the gateway and RAG services and the drift job (`kit drift`, through a
+    Pushgateway or a textfile) can export, and Prometheus's `up`."""
+    from pipelines.drift.export import DriftMetrics
     from services.common.metrics import HttpMetrics
     from services.gateway.metrics import GatewayMetrics
     from services.rag.metrics import RagMetrics
@@ -19,6 +35,7 @@ def exported_metrics() -> set[str]:
     HttpMetrics(registry, service="gateway")
     GatewayMetrics(registry)
     RagMetrics(registry)
+    DriftMetrics(registry)
     names = {"up"}  # Prometheus's own, one per scrape target
     for family in registry.collect():
         suffixes = {

@@ -125,12 +125,24 @@ def test_a_chain_mixing_chat_and_embedding_deployments_is_an_error(tmp_path: Pat
         load_models(write_models(tmp_path, spec), environ={})
 
 
-def test_a_default_model_with_no_enabled_deployment_is_an_error(tmp_path: Path) -> None:
+def test_a_disabled_default_model_leaves_the_other_models_served(tmp_path: Path) -> None:
     spec = valid_spec()
     spec["models"] = {"local": ["local-chat"], "cloud": ["cloud"]}
     spec["default_model"] = "cloud"
 
-    with pytest.raises(ConfigError, match=r"default_model 'cloud'") as raised:
+    models = load_models(write_models(tmp_path, spec), environ={})
+
+    assert list(models.chains) == ["local"]
+    assert models.disabled == {"cloud": "OPENAI_API_KEY not set"}
+
+
+def test_no_enabled_deployment_at_all_is_an_error_saying_why(tmp_path: Path) -> None:
+    spec = valid_spec()
+    spec["models"] = {"cloud": ["cloud"]}
+    spec["default_model"] = "cloud"
+    spec["deployments"] = {"cloud": spec["deployments"]["cloud"]}
+
+    with pytest.raises(ConfigError, match="No model has an enabled deployment") as raised:
         load_models(write_models(tmp_path, spec), environ={})
     assert "OPENAI_API_KEY" in str(raised.value)
 

@@ -19,7 +19,8 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     """503 until the local models are loaded; 503 when Redis is configured but unreachable."""
     state = request.app.state
-    checks: dict[str, str] = {"local_models": "ready" if state.warm.is_set() else "loading"}
+    warm = "ready" if state.warm.is_set() else "loading"
+    checks: dict[str, str] = {"local_models": state.warm_error or warm}
     if state.settings.redis_url is not None:
         try:
             checks["redis"] = "ready" if await state.gateway.limits.ping() else "unreachable"

@@ -1,18 +1,41 @@
-"""POST /ask: an answer with checked citations, the contexts it used, and where time went."""
+"""POST /ask: an answer with checked citations, the contexts it used, and where time went.
+
+The question is also appended to the query log for drift monitoring, after the response is sent
+(a background task, run in the thread pool: file I/O never blocks the event loop, and never
+delays an answer). It is logged here, in the route, so that only API traffic is recorded, not the
+questions of `kit ask` or of an evaluation run, which call the service directly.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
 
-from services.rag.deps import ServiceDep
+from fastapi import APIRouter, BackgroundTasks
+
+from pipelines.drift.store import QueryLog, QueryRecord
+from services.common.logging import get_logger
+from services.rag.deps import QueryLogDep, ServiceDep
 from services.rag.schemas import AskRequest, AskResponse, CitationOut, ContextOut
 
 router = APIRouter()
+log = get_logger("rag")
 
 
 @router.post("/ask")
-async def ask(body: AskRequest, service: ServiceDep) -> AskResponse:
+async def ask(
+    body: AskRequest, service: ServiceDep, query_log: QueryLogDep, background: BackgroundTasks
+) -> AskResponse:
     result = await service.ask(body.question, k=body.k, filters=body.filters or None)
+    if query_log is not None and query_log.sampled():
+        record = QueryRecord(
+            ts=datetime.now(UTC),
+            question=body.question,
+            top_score=result.relevance,
+            refused=result.answer.refused,
+            collection=service.settings.collection,
+            embedder=service.embedder.name,
+        )
+        background.add_task(_append, query_log, record)
     return AskResponse(
         answer=result.answer.text,
         refused=result.answer.refused,
@@ -34,3 +57,11 @@ async def ask(body: AskRequest, service: ServiceDep) -> AskResponse:
         latency_ms=result.latency_ms,
         model=result.model,
     )
+
+
+def _append(query_log: QueryLog, record: QueryRecord) -> None:
+    """A full disk or a read-only folder must not fail answers: warn, once per question."""
+    try:
+        query_log.append(record)
+    except OSError as exc:
+        log.warning("query_log_write_failed", path=str(query_log.path), error=str(exc))

@@ -1,0 +1,264 @@
+"""The kit's images, built from deploy/docker/Dockerfile and run for real on this host's network.
+
+Every image of the project is built (gateway, gateway without a model engine, rag, pipelines),
+then: the gateway container answers a chat completion from the shipped model; the pipelines image
+ingests documents into a volume; the rag container serves `/ask` from that volume with citations,
+writing its answers through the gateway container. Containers use `--network host` and listen on
+127.0.0.1, as ENVIRONMENT.md prescribes for these machines.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.containers import (
+    base_image,
+    build_image,
+    build_wheelhouse,
+    docker_client,
+    serving_folder,
+)
+from tests.support.servers import create_gateway_key, free_port
+
+KIT = str(Path(sys.executable).with_name("kit"))
+REPO = Path(__file__).resolve().parents[2]
+KIT_USER = "10001:10001"
+# image name: (Dockerfile target, extras)
+IMAGES = {
+    "gateway": ("gateway", "gateway,llamacpp"),
+    "gateway-cloud": ("gateway", "gateway"),
+    "rag": ("rag", "rag"),
+    "pipelines": ("pipelines", "all"),
+}
+pytestmark = pytest.mark.timeout(1800)
+
+
+@pytest.fixture(scope="module")
+def docker() -> Any:
+    return docker_client()
+
+
+@pytest.fixture(scope="module")
+def images(docker: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = base_image(docker)
+    wheels = build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+    with serving_folder(wheels) as find_links:
+        return {
+            name: build_image(
+                docker, target, extras, f"ai-engineering-kit/{name}:test", base, find_links
+            )
+            for name, (target, extras) in IMAGES.items()
+        }
+
+
+def run_once(docker: Any, image: Any, *command: str, **options: Any) -> str:
+    """Run `command` in a fresh container of `image` and return its output."""
+    output: bytes = docker.containers.run(
+        image, list(command), network_mode="host", remove=True, **options
+    )
+    return output.decode().strip()
+
+
+def wait_for(check: Callable[[], bool], seconds: float, container: Any) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if check():
+                return
+        except (httpx.TransportError, KeyError):
+            pass
+        container.reload()
+        if container.status == "exited" or time.monotonic() > deadline:
+            logs = container.logs().decode()[-3000:]
+            raise AssertionError(f"not true within {seconds} s ({container.status})\n{logs}")
+        time.sleep(0.5)
+
+
+def health(container: Any) -> str:
+    container.reload()
+    status: str = container.attrs["State"]["Health"]["Status"]
+    return status
+
+
+def start_service(
+    docker: Any, image: Any, environment: dict[str, str], volumes: dict[str, Any]
+) -> Any:
+    """A service container as docker-compose.yml and deploy/k8s run it: nothing but /tmp and
+    its volumes writable; health checked every second (Docker merges these timings into the
+    image's HEALTHCHECK, keeping its command) so the test sees the status change quickly."""
+    return docker.containers.run(
+        image,
+        detach=True,
+        network_mode="host",
+        environment=environment,
+        volumes=volumes,
+        read_only=True,
+        tmpfs={"/tmp": ""},
+        healthcheck={"interval": 1_000_000_000, "start_period": 60_000_000_000, "retries": 3},
+        name=f"kit-test-{uuid.uuid4().hex[:12]}",
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    docker: Any, images: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, Any]]:
+    """The gateway container on a free loopback port: (URL, API key, container)."""
+    state = tmp_path_factory.mktemp("gateway-state")
+    env = {"PATH": str(Path(KIT).parent), "KIT_ENV": "test", "KIT_DATA_DIR": str(state)}
+    key = create_gateway_key(KIT, env, REPO, "--id", "containers")
+    # The keys file (hashed keys only) goes in read-only, as a secret would; the container's
+    # user must be able to read it.
+    secrets = tmp_path_factory.mktemp("secrets")
+    shutil.copy(state / "gateway-keys.yaml", secrets / "gateway-keys.yaml")
+    secrets.chmod(0o755)
+    (secrets / "gateway-keys.yaml").chmod(0o644)
+
+    port = free_port()
+    container = start_service(
+        docker,
+        images["gateway"],
+        {
+            "GATEWAY_HOST": "127.0.0.1",
+            "GATEWAY_PORT": str(port),
+            "GATEWAY_KEYS_FILE": "/run/secrets/gateway-keys.yaml",
+        },
+        {str(secrets): {"bind": "/run/secrets", "mode": "ro"}},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, 180, container)
+        yield url, key, container
+    finally:
+        container.remove(force=True)
+
+
+def test_every_image_runs_as_the_non_root_kit_user(docker: Any, images: dict[str, Any]) -> None:
+    for name, image in images.items():
+        assert image.attrs["Config"]["User"] == KIT_USER, name
+        assert run_once(docker, image, "id", "-u", entrypoint=[]) == "10001", name
+
+
+def test_services_declare_a_health_check_and_jobs_do_not(images: dict[str, Any]) -> None:
+    for name in ("gateway", "gateway-cloud", "rag"):
+        check = images[name].attrs["Config"]["Healthcheck"]["Test"]
+        assert check[-2:] == ["services.common.healthcheck", name.split("-")[0]], name
+    assert images["pipelines"].attrs["Config"].get("Healthcheck") is None
+
+
+def test_each_image_carries_only_the_engines_its_role_needs(
+    docker: Any, images: dict[str, Any]
+) -> None:
+    probe = (
+        "import importlib.util as u; "
+        "print(' '.join(m for m in ('torch', 'llama_cpp', 'litellm', 'mlflow', 'qdrant_client')"
+        " if u.find_spec(m)))"
+    )
+    found = {
+        name: set(run_once(docker, image, "python", "-c", probe, entrypoint=[]).split())
+        for name, image in images.items()
+    }
+    assert found["gateway"] == {"llama_cpp", "litellm", "qdrant_client"}  # no torch
+    assert found["gateway-cloud"] == {"litellm", "qdrant_client"}  # no model engine at all
+    assert found["rag"] == {"torch", "qdrant_client"}  # MiniLM in-process; answers via HTTP
+    assert found["pipelines"] == {"torch", "llama_cpp", "litellm", "mlflow", "qdrant_client"}
+
+
+def test_gateway_container_answers_from_the_local_model_and_turns_healthy(
+    gateway: tuple[str, str, Any],
+) -> None:
+    url, key, container = gateway
+    assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+
+    reply = httpx.post(
+        f"{url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "model": "local",
+            "messages": [{"role": "user", "content": "Name one primary colour."}],
+            "max_tokens": 12,
+            "temperature": 0,
+        },
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["choices"][0]["message"]["content"].strip()
+    assert body["usage"]["completion_tokens"] > 0
+
+    # Built without torch: the embedding model is switched off at start-up, with the fix.
+    embed = httpx.post(
+        f"{url}/v1/embeddings",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "all-minilm-l6-v2", "input": ["hello"]},
+        timeout=30,
+    )
+    assert embed.status_code == 404, embed.text
+    assert "no local embedding engine installed" in embed.text
+
+    # The image's HEALTHCHECK (its own command, run by the engine inside the container).
+    wait_for(lambda: health(container) == "healthy", 60, container)
+    assert container.exec_run(["id", "-u"]).output.decode().strip() == "10001"
+
+
+def test_rag_container_cites_documents_the_pipelines_image_ingested(
+    docker: Any, images: dict[str, Any], gateway: tuple[str, str, Any]
+) -> None:
+    gateway_url, key, _ = gateway
+    volume = docker.volumes.create(f"kit-test-data-{uuid.uuid4().hex[:8]}")
+    state = {volume.name: {"bind": "/var/lib/kit", "mode": "rw"}}
+    try:
+        # A batch job: the pipelines image writes the index into the shared volume, then exits.
+        docs = "data/fastapi-docs/docs/tutorial"
+        report = run_once(
+            docker,
+            images["pipelines"],
+            "ingest",
+            f"{docs}/path-params.md",
+            f"{docs}/query-params.md",
+            f"{docs}/background-tasks.md",
+            volumes=state,
+        )
+        assert "chunks" in report.lower(), report
+
+        port = free_port()
+        container = start_service(
+            docker,
+            images["rag"],
+            {
+                "RAG_HOST": "127.0.0.1",
+                "RAG_PORT": str(port),
+                "GATEWAY_URL": gateway_url,
+                "GATEWAY_API_KEY": key,
+            },
+            state,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(
+                lambda: httpx.get(f"{url}/readyz", timeout=2).status_code == 200, 180, container
+            )
+            answer = httpx.post(
+                f"{url}/ask",
+                json={"question": "How do I declare a path parameter?"},
+                timeout=120,
+            )
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            assert body["refused"] is False, body
+            assert body["citations"], body
+            assert any("path-params" in citation["source"] for citation in body["citations"])
+            wait_for(lambda: health(container) == "healthy", 60, container)
+        finally:
+            container.remove(force=True)
+    finally:
+        volume.remove(force=True)

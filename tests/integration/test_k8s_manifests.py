@@ -1,0 +1,559 @@
+"""The Kubernetes manifests in deploy/k8s, rendered with kustomize and checked offline.
+
+Each overlay is rendered as a user renders it (`kubectl kustomize`, after copying the example
+secrets into the overlay), then:
+- every object is validated against the Kubernetes API's JSON schemas, strictly (an unknown or
+  misspelt field fails), for the oldest and the newest Kubernetes version the manifests claim;
+- the Deployments agree with the code: the command is one `kit` accepts, the probes hit routes
+  the services define, on the port the container listens on, the Service targets and Prometheus
+  scrapes; the ConfigMaps hold only variables the settings classes read, with values they accept;
+- the production overlay is highly available, and no real secret is checked in.
+
+No cluster is needed: kubectl's built-in kustomize (v5, kubectl 1.27+) renders, and the
+`kubernetes-validate` package ships the schemas.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import typer
+import yaml
+from pydantic import SecretStr
+
+from services.cli.app import app as kit_cli
+from services.common.errors import ConfigError
+from services.common.settings import (
+    PLACEHOLDER_SECRETS,
+    KitSettings,
+    env_name,
+    env_names,
+    load_settings,
+)
+from services.gateway.config import ModelsFile
+from services.gateway.routes.health import router as gateway_health
+from services.gateway.settings import GatewaySettings
+from services.rag.routes.health import router as rag_health
+from services.rag.settings import RagSettings
+from tests.support.servers import require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = ("dev", "production")
+# The oldest Kubernetes the manifests are written for (topology spread's matchLabelKeys and the
+# PDB's unhealthyPodEvictionPolicy are on by default from 1.27), and the newest whose schemas
+# kubernetes-validate ships. Strict schemas: an unknown field is an error, as in `kubectl apply
+# --validate=strict`.
+KUBERNETES_VERSIONS = ("1.30", "1.37")
+KUBECTL_INSTALL = (
+    "https://kubernetes.io/docs/tasks/tools/ (kubectl 1.27 or newer, for its built-in "
+    "kustomize v5), or: brew install kubectl"
+)
+
+# Which settings class reads each container's environment, and the routes it serves.
+SETTINGS: dict[str, type[KitSettings]] = {"gateway": GatewaySettings, "rag": RagSettings}
+ROUTES = {
+    "gateway": {route.path for route in gateway_health.routes},
+    "rag": {route.path for route in rag_health.routes},
+}
+NAMESPACE = {"dev": "ai-kit-dev", "production": "ai-kit"}
+
+Manifest = dict[str, Any]
+
+
+# --- Rendering -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Render:
+    objects: list[Manifest]
+    warnings: str
+
+    def all(self, kind: str) -> list[Manifest]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> Manifest:
+        found = [o for o in self.all(kind) if o["metadata"]["name"] == name]
+        assert len(found) == 1, f"expected one {kind} named {name}, found {len(found)}"
+        return found[0]
+
+
+def _unhashed(name: str) -> str:
+    return re.sub(r"-[a-z0-9]{10}$", "", name)
+
+
+def _kubectl() -> str:
+    """kubectl with a kustomize v5 inside. Missing or too old: skip here, fail in CI."""
+    kubectl = require_tool("kubectl", KUBECTL_INSTALL)
+    version = subprocess.run(
+        [kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=60
+    )
+    client = json.loads(version.stdout or "{}")
+    kustomize = client.get("kustomizeVersion", "unknown")
+    if not re.match(r"v([5-9]|\d\d)\.", kustomize):
+        found = client.get("clientVersion", {}).get("gitVersion", "?")
+        message = (
+            f"kubectl {found} has kustomize {kustomize}; the overlays need kustomize v5. "
+            f"Install: {KUBECTL_INSTALL}"
+        )
+        if os.environ.get("CI"):  # as `require_tool` does: a skip in CI would hide a gap
+            pytest.fail(message)
+        pytest.skip(message)
+    return kubectl
+
+
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Render]:
+    """Each overlay rendered from a copy of deploy/k8s with the example secrets filled in.
+
+    The copy leaves out any overlays/*/secrets/ of the developer's checkout: a test must not
+    depend on, or print, real secrets.
+    """
+    kubectl = _kubectl()
+    tree = tmp_path_factory.mktemp("k8s") / "k8s"
+    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets"))
+    result = {}
+    for overlay in OVERLAYS:
+        shutil.copytree(tree / "secrets.example", tree / "overlays" / overlay / "secrets")
+        done = subprocess.run(
+            [kubectl, "kustomize", str(tree / "overlays" / overlay)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"kubectl kustomize overlays/{overlay}:\n{done.stderr}"
+        objects = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+        result[overlay] = Render(objects, done.stderr)
+    return result
+
+
+# --- Helpers that read the rendered objects --------------------------------------------------
+
+
+def pod_spec(deployment: Manifest) -> Manifest:
+    spec: Manifest = deployment["spec"]["template"]["spec"]
+    return spec
+
+
+def the_container(deployment: Manifest) -> Manifest:
+    containers = pod_spec(deployment)["containers"]
+    assert len(containers) == 1, "one container per pod: one process, one model in memory"
+    container: Manifest = containers[0]
+    return container
+
+
+def container_port(container: Manifest, port: int | str) -> int:
+    """The number of a container port given by number or by name."""
+    for declared in container["ports"]:
+        if port in (declared["containerPort"], declared.get("name")):
+            number: int = declared["containerPort"]
+            return number
+    raise AssertionError(f"{container['name']} declares no port {port!r}")
+
+
+def environment(render: Render, container: Manifest, *, with_secrets: bool) -> dict[str, str]:
+    """The variables a container gets from its ConfigMaps (and Secrets), as Kubernetes sets them."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env |= render.get("ConfigMap", source["configMapRef"]["name"]).get("data", {})
+        elif "secretRef" in source and with_secrets:
+            data = render.get("Secret", source["secretRef"]["name"]).get("data", {})
+            env |= {k: base64.b64decode(v).decode() for k, v in data.items()}
+    return env
+
+
+def configmap_variables(render: Render, container: Manifest) -> set[str]:
+    return set(environment(render, container, with_secrets=False))
+
+
+def secret_variables(render: Render, container: Manifest) -> set[str]:
+    names = {s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s}
+    return {key for name in names for key in render.get("Secret", name).get("data", {})}
+
+
+def models_file_variables() -> set[str]:
+    """Variables the gateway's models file names (provider keys and base URLs)."""
+    path = GatewaySettings.model_fields["models_file"].default
+    spec = ModelsFile.model_validate(yaml.safe_load(Path(path).read_text()))
+    return {
+        variable
+        for deployment in spec.deployments.values()
+        for variable in (deployment.api_key_env, deployment.api_base_env)
+        if variable
+    }
+
+
+def secret_fields(cls: type[KitSettings]) -> set[str]:
+    """The environment variables of a settings class that hold a SecretStr."""
+    secret_types = (SecretStr, SecretStr | None)
+    return {env_name(cls, f) for f, i in cls.model_fields.items() if i.annotation in secret_types}
+
+
+def cores(quantity: str) -> float:
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def bytes_(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity.removesuffix(suffix)) * factor)
+    return int(quantity)
+
+
+def kit_options(argv: list[str]) -> dict[str, Any]:
+    """The options `kit` parses from a container command; raises on an unknown command or flag."""
+    assert argv[0] == "kit", f"the container runs {argv[0]!r}, not the kit's CLI"
+    command = typer.main.get_command(kit_cli)
+    args = list(argv[1:])
+    name = argv[0]
+    while hasattr(command, "get_command"):  # a group: `kit`, `kit serve`
+        name = args.pop(0)
+        found = command.get_command(typer.Context(command), name)
+        assert found is not None, f"`kit` has no command {name!r}"
+        command = found
+    params: dict[str, Any] = command.make_context(name, args).params
+    return params
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def deployments(render: Render) -> Iterator[tuple[str, Manifest, Manifest]]:
+    """(service name, Deployment, its container) for each of the kit's services."""
+    found = render.all("Deployment")
+    assert sorted(d["metadata"]["name"] for d in found) == sorted(SETTINGS)
+    for deployment in found:
+        container = the_container(deployment)
+        assert container["name"] in SETTINGS, f"unknown container {container['name']}"
+        yield container["name"], deployment, container
+
+
+# --- The tests -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_overlay_renders_every_part_into_its_namespace(
+    renders: dict[str, Render], overlay: str
+) -> None:
+    render = renders[overlay]
+    kinds = {(o["kind"], _unhashed(o["metadata"]["name"])) for o in render.objects}
+
+    assert render.warnings == "", f"kustomize warned (deprecated fields?):\n{render.warnings}"
+    for name in SETTINGS:
+        for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+            assert (kind, name) in kinds
+        assert ("ConfigMap", f"{name}-config") in kinds
+        assert ("Secret", f"{name}-secrets") in kinds
+    for external in ("qdrant", "redis", "mlflow"):
+        assert render.get("Service", external)["spec"]["type"] == "ExternalName"
+    assert ("ConfigMap", "kit-common") in kinds
+    assert ("Secret", "gateway-keys") in kinds
+    namespace = render.get("Namespace", NAMESPACE[overlay])
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    for manifest in render.objects:
+        if manifest["kind"] != "Namespace":
+            assert manifest["metadata"]["namespace"] == NAMESPACE[overlay], manifest["kind"]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_is_valid_against_the_kubernetes_schemas(
+    renders: dict[str, Render], overlay: str, version: str
+) -> None:
+    problems = []
+    for manifest in renders[overlay].objects:
+        name = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        try:
+            kubernetes_validate.validate(manifest, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(part) for part in exc.path)
+            problems.append(f"{name}: {where}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:  # a kind this version lacks
+            problems.append(f"{name}: {exc.message}")
+    assert not problems, f"invalid for Kubernetes {version}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_services_and_scraping_use_the_port_the_kit_serves_on(
+    renders: dict[str, Render], overlay: str
+) -> None:
+    render = renders[overlay]
+    for name, deployment, container in deployments(render):
+        # The container runs the command a developer runs, and `kit` accepts its flags.
+        assert container["command"][:3] == ["kit", "serve", name]
+        options = kit_options(container["command"])
+        assert options["host"] == "0.0.0.0", "in a pod the service must listen on all interfaces"
+        port = options["port"]
+        assert container_port(container, "http") == port
+
+        probes = {kind: container[f"{kind}Probe"]["httpGet"] for kind in ("startup", "liveness")}
+        probes["readiness"] = container["readinessProbe"]["httpGet"]
+        assert probes["readiness"]["path"] == "/readyz"  # models loaded, backends reachable
+        assert probes["liveness"]["path"] == "/healthz"  # the process only: no restart loops
+        assert probes["startup"]["path"] == "/healthz"
+        for kind, probe in probes.items():
+            assert probe["path"] in ROUTES[name], f"{name} has no route {probe['path']}"
+            assert container_port(container, probe["port"]) == port, f"{name} {kind} probe"
+
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selects(deployment["spec"]["selector"]["matchLabels"], labels)
+        service = render.get("Service", name)
+        assert service["spec"]["type"] == "ClusterIP"
+        assert selects(service["spec"]["selector"], labels)
+        [service_port] = service["spec"]["ports"]
+        assert container_port(container, service_port["targetPort"]) == port
+        assert service_port["port"] == port, "clients use the same port in and out of a cluster"
+
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(port)
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_containers_run_as_non_root_on_a_read_only_filesystem(
+    renders: dict[str, Render], overlay: str
+) -> None:
+    render = renders[overlay]
+    for name, deployment, container in deployments(render):
+        pod = pod_spec(deployment)
+        security = pod["securityContext"] | container["securityContext"]  # container wins
+        assert security["runAsNonRoot"] is True
+        assert security["runAsUser"] != 0
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        # Docker-link variables would set GATEWAY_PORT / RAG_PORT to "tcp://IP:PORT".
+        assert pod["enableServiceLinks"] is False, f"{name}: service links clash with settings"
+
+        # Everything the kit writes is on a volume, since the root filesystem is read-only.
+        env = environment(render, container, with_secrets=False)
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for path in ("/tmp", env["KIT_DATA_DIR"], env["KIT_CACHE_DIR"]):
+            assert path in mounts, f"{name}: nothing writable at {path}"
+            assert "emptyDir" in volumes[mounts[path]]
+        if name == "gateway":
+            keys_file = Path(env["GATEWAY_KEYS_FILE"])
+            assert mounts[str(keys_file.parent)] == "gateway-keys"
+            secret = volumes["gateway-keys"]["secret"]["secretName"]
+            assert keys_file.name in render.get("Secret", secret)["data"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_resources_are_set_and_thread_counts_fit_the_cpu_limit(
+    renders: dict[str, Render], overlay: str
+) -> None:
+    render = renders[overlay]
+    for name, _, container in deployments(render):
+        requests = container["resources"]["requests"]
+        limits = container["resources"]["limits"]
+        assert cores(requests["cpu"]) <= cores(limits["cpu"]), name
+        assert bytes_(requests["memory"]) <= bytes_(limits["memory"]), name
+        # The local models need about 1 GB resident (see the Deployments' comments).
+        assert bytes_(limits["memory"]) >= 2**30, name
+
+        # 0 threads would mean "every core of the node", throttled by the CPU limit.
+        env = environment(render, container, with_secrets=False)
+        inline = {e["name"]: e["value"] for e in container["env"]}
+        threads = {"OMP_NUM_THREADS": inline["OMP_NUM_THREADS"]}
+        if name == "gateway":
+            threads["KIT_CHAT_THREADS"] = env["KIT_CHAT_THREADS"]
+        for variable, value in threads.items():
+            assert 1 <= int(value) <= cores(limits["cpu"]), f"{name}: {variable}={value}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_configmaps_hold_only_settings_the_services_read_with_valid_values(
+    renders: dict[str, Render], overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    render = renders[overlay]
+    for name, _, container in deployments(render):
+        cls = SETTINGS[name]
+        known = set(env_names(cls).values())
+        if name == "gateway":
+            known |= models_file_variables()
+        unknown = configmap_variables(render, container) - known
+        assert not unknown, f"{name} reads no variable named {sorted(unknown)}"
+        inline = {e["name"] for e in container["env"]}
+        assert not inline & set(env_names(cls).values()), "settings belong in the ConfigMaps"
+        allowed_secrets = secret_fields(cls) | (
+            models_file_variables() if name == "gateway" else set()
+        )
+        assert secret_variables(render, container) <= allowed_secrets
+
+        # The values are ones the settings class accepts (types, bounds, URLs).
+        with monkeypatch.context() as env:
+            for variable, value in environment(render, container, with_secrets=False).items():
+                env.setenv(variable, value)
+            settings = load_settings(cls, _env_file=None)
+        expected = "production" if overlay == "production" else "development"
+        assert settings.environment == expected
+        assert settings.qdrant_url is not None, "in a cluster, the index lives in Qdrant"
+        if isinstance(settings, GatewaySettings):
+            assert settings.auth == "keys"
+            assert settings.redis_url is not None, "replicas share cache and limits in Redis"
+        if isinstance(settings, RagSettings):
+            assert settings.gateway_url is not None, "else each RAG pod runs its own gateway"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_url_in_the_config_names_a_service_of_the_overlay(
+    renders: dict[str, Render], overlay: str
+) -> None:
+    render = renders[overlay]
+    urls = {"QDRANT_URL", "REDIS_URL", "MLFLOW_TRACKING_URI", "GATEWAY_URL"}
+    seen = set()
+    for _, _, container in deployments(render):
+        for variable, value in environment(render, container, with_secrets=False).items():
+            if variable in urls:
+                seen.add(variable)
+                url = urlsplit(value)
+                service = render.get("Service", url.hostname or "")
+                assert url.port in {p["port"] for p in service["spec"]["ports"]}, value
+    assert seen == urls
+    gateway = render.get("Service", "gateway")
+    assert selects(gateway["spec"]["selector"], {"app.kubernetes.io/name": "gateway"})
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscalers_and_disruption_budgets_match_the_deployments(
+    renders: dict[str, Render], overlay: str
+) -> None:
+    render = renders[overlay]
+    names = {d["metadata"]["name"] for d in render.all("Deployment")}
+    for hpa in render.all("HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment")
+        assert target["name"] in names, f"HPA {hpa['metadata']['name']} scales nothing"
+        deployment = render.get("Deployment", target["name"])
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+        assert deployment["spec"]["replicas"] == hpa["spec"]["minReplicas"]
+        # CPU utilization is measured against the request: without one the HPA cannot scale.
+        assert "cpu" in the_container(deployment)["resources"]["requests"]
+        [metric] = hpa["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+
+    for pdb in render.all("PodDisruptionBudget"):
+        spec = pdb["spec"]
+        assert ("minAvailable" in spec) != ("maxUnavailable" in spec), "exactly one of the two"
+        matched = [
+            d
+            for d in render.all("Deployment")
+            if selects(spec["selector"]["matchLabels"], d["spec"]["template"]["metadata"]["labels"])
+        ]
+        assert len(matched) == 1, f"PDB {pdb['metadata']['name']} covers {len(matched)} apps"
+        fewest = matched[0]["spec"]["replicas"]
+        if "minAvailable" in spec:  # else a node drain could never evict a pod
+            assert spec["minAvailable"] < fewest
+
+
+def test_production_is_highly_available(renders: dict[str, Render]) -> None:
+    render = renders["production"]
+    for name, deployment, container in deployments(render):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["spec"]["replicas"] >= 3
+        hpa = render.get("HorizontalPodAutoscaler", name)
+        assert hpa["spec"]["minReplicas"] >= 3
+        assert hpa["spec"]["maxReplicas"] == 10
+        assert render.get("PodDisruptionBudget", name)["spec"] == {
+            "minAvailable": 2,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        }
+        spread = {c["topologyKey"]: c for c in pod_spec(deployment)["topologySpreadConstraints"]}
+        assert spread["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"
+        assert "topology.kubernetes.io/zone" in spread
+        for constraint in spread.values():
+            assert selects(constraint["labelSelector"]["matchLabels"], labels)
+        resources = container["resources"]
+        assert resources["requests"]["memory"] == resources["limits"]["memory"], name
+
+
+def test_dev_runs_one_replica_without_autoscaling(renders: dict[str, Render]) -> None:
+    render = renders["dev"]
+    for _, deployment, _ in deployments(render):
+        assert deployment["spec"]["replicas"] == 1
+    assert render.all("HorizontalPodAutoscaler") == []
+
+
+def test_production_refuses_the_example_secrets_at_start_up(
+    renders: dict[str, Render], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kit's own check: a copied example secret cannot reach production users."""
+    render = renders["production"]
+    container = the_container(render.get("Deployment", "rag"))
+    env = environment(render, container, with_secrets=True)
+    assert env["GATEWAY_API_KEY"] in PLACEHOLDER_SECRETS  # the example, as copied
+
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match="GATEWAY_API_KEY is a placeholder"):
+        load_settings(RagSettings, _env_file=None)
+    monkeypatch.setenv("GATEWAY_API_KEY", "sk-kit-" + secrets.token_urlsafe(32))
+    assert load_settings(RagSettings, _env_file=None).environment == "production"
+
+
+def test_no_real_secret_is_checked_in() -> None:
+    git = require_tool("git", "apt-get install git")
+    tracked = subprocess.run(
+        [git, "ls-files", "--cached", "--others", "--exclude-standard", "--", str(K8S)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    # No Secret objects in the tree: Secrets are generated from git-ignored files only.
+    for path in (ROOT / p for p in tracked if p.endswith((".yaml", ".yml"))):
+        for doc in yaml.safe_load_all(path.read_text()):
+            assert not (isinstance(doc, dict) and doc.get("kind") == "Secret"), path
+    assert not [p for p in tracked if "/secrets/" in p], "an overlay's secrets/ is tracked"
+    for overlay in OVERLAYS:
+        ignored = subprocess.run(
+            [git, "check-ignore", "-q", f"deploy/k8s/overlays/{overlay}/secrets/rag.env"],
+            cwd=ROOT,
+        )
+        assert ignored.returncode == 0, f"overlays/{overlay}/secrets/ is not git-ignored"
+
+    # The examples hold placeholders or nothing, and name only variables the services read.
+    readable = secret_fields(GatewaySettings) | secret_fields(RagSettings)
+    readable |= models_file_variables()
+    for example in (K8S / "secrets.example").glob("*.env"):
+        for line in example.read_text().splitlines():
+            assignment = re.fullmatch(r"#? ?([A-Z][A-Z0-9_]*)=(\S*)", line.strip())
+            if assignment:
+                variable, value = assignment.groups()
+                assert variable in readable, f"{example.name}: nothing reads {variable}"
+                assert value.strip().lower() in PLACEHOLDER_SECRETS, f"{example.name}: {variable}"
+    keys = yaml.safe_load((K8S / "secrets.example" / "gateway-keys.yaml").read_text())
+    assert keys == {"keys": []}, "the example keys file must not let anyone in"
+
+
+def test_rendered_secrets_carry_placeholders_only(renders: dict[str, Render]) -> None:
+    for overlay in OVERLAYS:
+        for secret in renders[overlay].all("Secret"):
+            for key, value in secret.get("data", {}).items():
+                text = base64.b64decode(value).decode()
+                if key == "gateway-keys.yaml":
+                    assert yaml.safe_load(text) == {"keys": []}
+                else:
+                    assert text.strip().lower() in PLACEHOLDER_SECRETS, f"{overlay}: {key}"
