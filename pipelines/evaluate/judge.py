@@ -4,7 +4,8 @@ The lexical check in services/rag/answer.py counts shared words, so it passes a 
 reuses the source's words to say the opposite. A capable model reading the answer and the
 sources together catches that. The judge replies with JSON per sentence, validated by pydantic;
 an invalid reply is sent back once with the validation error, then counted as a failure (never
-as a pass). The judge sees the same sources the answering model saw.
+as a pass): the retry is the structured-output loop of pipelines/prompting/structured.py. The
+judge sees the same sources the answering model saw.
 
 A 135M local model is not a judge: use a cloud alias through the gateway
 (`kit eval answers --judge gpt-4o-mini` with OPENAI_API_KEY set).
@@ -12,8 +13,6 @@ A 135M local model is not a judge: use a cloud alias through the gateway
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,16 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from pipelines.prompting.structured import (
+    InvalidOutput,
+    StructuredOutputError,
+    ask_structured_async,
+    extract_json,
+)
 from services.common.llm import ChatMessage
 
 Chat = Callable[[list[ChatMessage]], Awaitable[str]]
 PROMPTS = Path(__file__).parent / "prompts"
-_JSON_OBJECT = re.compile(r"\{.*\}", re.S)
 
 
 class Verdict(BaseModel):
@@ -59,16 +63,11 @@ def load_judge_prompt(name: str = "faithfulness-v1") -> JudgePrompt:
 
 def parse_judgement(reply: str) -> Judgement:
     """The judgement in a reply (models wrap JSON in prose or fences); raises ValueError."""
-    match = _JSON_OBJECT.search(reply)
-    if not match:
-        raise ValueError("the reply holds no JSON object")
     try:
-        return Judgement.model_validate(json.loads(match.group()))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc}") from None
+        return Judgement.model_validate(extract_json(reply))
     except ValidationError as exc:  # "verdicts.0.supported: Input should be a valid boolean"
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ValueError("; ".join(problems)) from None
+        raise InvalidOutput("; ".join(problems)) from None
 
 
 @dataclass
@@ -89,18 +88,8 @@ class Judge:
                 ),
             },
         ]
-        for attempt in range(2):
-            reply = await self.chat(messages)
-            try:
-                return parse_judgement(reply)
-            except ValueError as exc:
-                if attempt == 0:
-                    messages += [
-                        {"role": "assistant", "content": reply},
-                        {
-                            "role": "user",
-                            "content": f"That reply was not valid ({exc}). Reply with the JSON "
-                            "object only, in the shape shown.",
-                        },
-                    ]
-        return None
+        try:
+            judged = await ask_structured_async(self.chat, messages, parse_judgement, retries=1)
+        except StructuredOutputError:
+            return None
+        return judged.value

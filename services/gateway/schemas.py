@@ -38,7 +38,8 @@ class EmbeddingRequest(BaseModel):
 
     model: str | None = None
     input: str | list[str] = Field(description="One text or a list of texts (batched).")
-    encoding_format: Literal["float"] | None = None
+    # The OpenAI SDK asks for base64 unless told otherwise (smaller on the wire); it decodes it.
+    encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None
 
     def texts(self) -> list[str]:

@@ -40,6 +40,20 @@ def test_the_openai_sdk_parses_a_streamed_answer_with_usage(
     assert upstream.requests[-1].body["model"] == "fake-b"  # fell back before the first byte
 
 
+def test_the_sdk_gets_the_same_embeddings_as_base64_its_default_and_as_floats(
+    tmp_path: Path, upstream: FakeUpstream, local_client: LocalClient
+) -> None:
+    texts = ["How do I declare a path parameter?", "The weather is nice today."]
+    with EmbeddedServer(gateway_app(tmp_path, upstream, local_client)) as server:
+        client = sdk(server)
+        default = client.embeddings.create(model="minilm", input=texts)  # base64 on the wire
+        floats = client.embeddings.create(model="minilm", input=texts, encoding_format="float")
+
+    assert [len(item.embedding) for item in default.data] == [384, 384]
+    for packed, plain in zip(default.data, floats.data, strict=True):
+        assert packed.embedding == pytest.approx(plain.embedding, abs=1e-6)
+
+
 def test_the_local_model_answers_through_the_sdk_whole_and_streamed(
     tmp_path: Path, upstream: FakeUpstream, local_client: LocalClient
 ) -> None:

@@ -1,0 +1,261 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Deployment and monitoring: metrics, alerts, dashboards, drift
+#
+# A model in production fails quietly: a provider slows down, users start asking about things
+# your documents do not cover, refusals creep up. Monitoring turns that into numbers, and
+# numbers into alerts. You will:
+#
+# 1. run the gateway and the RAG service as they are deployed (RAG calls the gateway over HTTP),
+#    send traffic, and read what each exports on **`/metrics`**;
+# 2. read the **alert rules** and run their unit tests with `promtool`;
+# 3. list the **Grafana dashboards'** panels and the PromQL behind each;
+# 4. write a query log with off-topic traffic and run the **drift** job: scores, Prometheus
+#    gauges and an HTML report.
+#
+# | what | where |
+# |---|---|
+# | metrics of each service | `services/common/metrics.py`, `services/gateway/metrics.py`, `services/rag/metrics.py` |
+# | scrape config, alert rules, their tests | `deploy/prometheus/` |
+# | dashboards | `deploy/grafana/dashboards/` |
+# | drift: query log, scores, export, report | `pipelines/drift/`, `kit drift` |
+# | images, compose, Kubernetes | `deploy/docker/`, `docker-compose.yml`, `deploy/k8s/` (see `deploy/README.md`) |
+#
+# Here the two services run inside this notebook's process, each on its own 127.0.0.1 port; in
+# production they are `kit serve gateway` and `kit serve rag` in containers, scraped by Prometheus.
+# About two minutes on a laptop CPU.
+
+# %% [markdown]
+# ## Setup
+
+# %%
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from services.common.logging import configure_logging
+from services.common.settings import KitSettings, load_settings
+
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+os.chdir(ROOT)
+os.environ.setdefault("KIT_DATA_DIR", tempfile.mkdtemp(prefix="kit-notebook-05-"))
+os.environ.setdefault("KIT_LOG_LEVEL", "WARNING")
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+os.environ["TERM"] = "dumb"  # `!kit ...` prints plain text, without progress animations
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: no widgets needed
+configure_logging(load_settings(KitSettings))  # the kit's log lines, at KIT_LOG_LEVEL
+DATA_DIR = Path(os.environ["KIT_DATA_DIR"])
+print("state:", DATA_DIR)
+
+# %% [markdown]
+# ## 1. Two services, some traffic, their metrics
+#
+# An index to answer from: the tutorial part of the FastAPI docs (notebook 03 covers ingestion).
+
+# %%
+# !kit ingest data/fastapi-docs/docs/tutorial
+
+# %% [markdown]
+# The gateway first, then the RAG service pointed at it with `GATEWAY_URL` and `GATEWAY_API_KEY`,
+# exactly as in `docker-compose.yml`. `EmbeddedServer` serves an app on a free local port from a
+# background thread; the app is the same object `kit serve rag` hands to uvicorn.
+
+# %%
+from services.common.embedded import EmbeddedServer
+from services.common.gateway_client import start_embedded_gateway
+from services.rag.app import create_app
+from services.rag.settings import RagSettings
+
+gateway, gateway_key = start_embedded_gateway(load_settings(KitSettings))
+os.environ |= {"GATEWAY_URL": gateway.url, "GATEWAY_API_KEY": gateway_key, "RAG_MAX_TOKENS": "96"}
+rag = EmbeddedServer(create_app(load_settings(RagSettings))).start()
+print("gateway:", gateway.url, " rag:", rag.url)
+
+# %% [markdown]
+# Traffic: two questions about the documents, then forty banking questions (from BANKING77), as if
+# the service had been linked from the wrong page. Those are refused: no chunk is similar enough.
+# Every `/ask` question also goes to the query log (`RAG_QUERY_LOG`, default
+# `KIT_DATA_DIR/rag-queries.jsonl`), which the drift job reads in section 4.
+
+# %%
+import httpx
+
+from pipelines.finetune.data import read_csv
+
+on_topic = ["How do I declare a path parameter?", "How do I return an error to the client?"]
+off_topic = [example.text for example in read_csv(Path("data/banking77/test.csv"))[::77][:40]]
+with httpx.Client(base_url=rag.url, timeout=120) as http:
+    for question in on_topic + off_topic:
+        reply = http.post("/ask", json={"question": question}).json()
+        if question in on_topic:
+            print(
+                f"{question}\n  -> {reply['answer'][:100]!r} ({len(reply['citations'])} citations)"
+            )
+print(f"sent {len(on_topic) + len(off_topic)} questions")
+
+# %% [markdown]
+# Now scrape both services as Prometheus would. Counters only go up (`_total`); histograms come
+# as `_bucket`, `_sum` and `_count` series, from which PromQL computes rates and percentiles.
+
+# %%
+rag_metrics = httpx.get(f"{rag.url}/metrics").text
+gateway_metrics = httpx.get(f"{gateway.url}/metrics").text
+RAG_SERIES = (
+    "rag_answers_total",
+    "rag_stage_duration_seconds_count",
+    "rag_citations_per_answer_sum",
+    "http_requests_total",
+)
+GATEWAY_SERIES = (
+    "gateway_requests_total",
+    "gateway_tokens_total",
+    "gateway_request_duration_seconds_count",
+)
+print("\n".join(line for line in rag_metrics.splitlines() if line.startswith(RAG_SERIES)))
+print()
+print("\n".join(line for line in gateway_metrics.splitlines() if line.startswith(GATEWAY_SERIES)))
+
+# %% [markdown]
+# The numbers an alert rule would compute. `RagRefusalRateHigh` (below) fires when more than 30%
+# of answers are refusals for 15 minutes; this traffic would trip it.
+
+# %%
+from prometheus_client.parser import text_string_to_metric_families
+
+answers = {
+    sample.labels["outcome"]: sample.value
+    for family in text_string_to_metric_families(rag_metrics)
+    if family.name == "rag_answers"
+    for sample in family.samples
+    if sample.name == "rag_answers_total"
+}
+print(answers, f"-> refusal share {answers.get('refused', 0) / sum(answers.values()):.0%}")
+
+# %%
+rag.stop()
+gateway.stop()
+for name in ("GATEWAY_URL", "GATEWAY_API_KEY", "RAG_MAX_TOKENS"):
+    del os.environ[name]
+
+# %% [markdown]
+# ## 2. Alert rules
+#
+# `deploy/prometheus/alerts.yml` holds the rules Prometheus evaluates: error rate, latency,
+# fallbacks, rejected requests, refusals, drift, and a service that stopped answering scrapes.
+# Each has a severity (`page` wakes someone, `warn` waits for the morning) and a `for:` that keeps
+# a short blip from paging.
+
+# %%
+import yaml
+
+rules = yaml.safe_load(Path("deploy/prometheus/alerts.yml").read_text())
+for group in rules["groups"]:
+    for rule in group["rules"]:
+        expression = " ".join(rule["expr"].split())
+        print(
+            f"{group['name']:8} {rule['alert']:28} {rule['labels']['severity']:5} "
+            f"for {rule.get('for', '-'):4} {expression[:70]}"
+        )
+
+# %% [markdown]
+# Alert rules are code, so they have tests: `deploy/prometheus/alerts_test.yml` feeds each rule a
+# series of bad traffic (it must fire) and good traffic (it must stay quiet). `promtool` runs them
+# offline; it comes with Prometheus (`apt-get install prometheus`, `brew install prometheus`).
+
+# %%
+# !promtool check rules deploy/prometheus/alerts.yml || echo "(needs promtool: apt-get install prometheus)"
+# !promtool test rules deploy/prometheus/alerts_test.yml || echo "(needs promtool: apt-get install prometheus)"
+
+# %% [markdown]
+# ## 3. Dashboards
+#
+# Grafana dashboards are JSON files in the repository, provisioned at start-up
+# (`deploy/grafana/provisioning/`). Each panel is a PromQL query over the series you scraped above.
+
+# %%
+import json
+
+for path in sorted(Path("deploy/grafana/dashboards").glob("*.json")):
+    dashboard = json.loads(path.read_text())
+    print(f"== {dashboard['title']} ({path.name}): {len(dashboard['panels'])} panels")
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            print(f"   {panel['title'][:34]:34} {' '.join(target['expr'].split())[:80]}")
+
+# %% [markdown]
+# ## 4. Drift
+#
+# Latency and errors do not tell you that users now ask about something else. The drift job
+# compares the recent questions of the query log with a reference (the shipped question set), on
+# four checks: **embedding MMD²** (do the two sets of MiniLM vectors come from one distribution?),
+# **length PSI**, the share of questions **far from every document**, and the **refusal rate**.
+# It exports the scores as Prometheus gauges (here a textfile, as node_exporter reads; or a
+# Pushgateway), logs an MLflow run, and writes an HTML report. Scheduled daily, `DriftScoreHigh`
+# alerts on it.
+
+# %%
+# !head -n 3 {DATA_DIR}/rag-queries.jsonl
+
+# %%
+# !kit drift --window 1d --metrics-file {DATA_DIR}/drift.prom
+
+# %% [markdown]
+# The gauges Prometheus would read; `DriftScoreHigh` is simply `drift_score > drift_threshold`:
+
+# %%
+print((DATA_DIR / "drift.prom").read_text())
+
+# %% [markdown]
+# The report: open the HTML file in a browser for the plots (lengths, similarity to the
+# documents, a 2-D map of both windows) and the current questions farthest from the documents.
+# The scores also sit beside it as JSON, and in the MLflow run (experiment `drift`).
+
+# %%
+report = sorted((DATA_DIR / "reports" / "drift").glob("*.html"))[-1]
+summary = json.loads(report.with_suffix(".json").read_text())
+print("open in a browser:", report.as_uri())
+for check in summary["checks"]:
+    print(
+        f"{check['name']:22} {check['score']:7.3f} > {check['threshold']:<5}: "
+        f"{check['drifted']!s:5} {check['meaning']}"
+    )
+
+# %% [markdown]
+# ## What you saw
+#
+# - Each service exports request counts and latency histograms, and its own domain metrics
+#   (deployments, tokens, cost, cache; answers, refusals, citations, time per stage).
+# - Alert rules and dashboards are files in the repository, tested like code (`promtool`).
+# - Off-topic traffic showed up three ways: as refusals on `/metrics`, as drift scores over their
+#   thresholds, and as a report that names the questions far from the documents.
+#
+# To run the real stack: `make up` (containers: the services, Qdrant, Redis, MLflow, Prometheus,
+# Pushgateway, Grafana), or `kit serve gateway`, `kit serve rag` and `prometheus
+# --config.file=deploy/prometheus/prometheus.yml` as processes; `deploy/README.md` has the steps.
+#
+# ## Exercises
+#
+# 1. **Break a rule's test.** In `deploy/prometheus/alerts.yml`, change `RagRefusalRateHigh`'s
+#    threshold from 0.3 to 0.9 and run `promtool test rules deploy/prometheus/alerts_test.yml`.
+#    Which test fails, and what does it tell you? (Change it back.)
+# 2. **A new alert.** Write a rule for "the gateway's cache hit ratio fell below 10% for 30 minutes"
+#    from `gateway_cache_total`, with a firing and a quiet test case in `alerts_test.yml`.
+# 3. **No drift.** Send forty on-topic questions instead (e.g. from
+#    `data/rag/fastapi-docs-questions.jsonl`) and run `kit drift` again. Which scores stay under
+#    their thresholds? Why can MMD² still be non-zero?
+# 4. **Drift between windows.** Run `kit drift --reference-window 14d..7d --window 7d` on a log
+#    that spans two weeks. When is the log itself a better reference than the question set?
+# 5. **A dashboard panel.** Add a panel to `deploy/grafana/dashboards/rag.json` for the p95 of
+#    `rag_stage_duration_seconds` by stage, and check its PromQL with the test
+#    `tests/integration/test_grafana_dashboards.py`.
+# 6. **The whole loop.** With Docker, `make up`, send traffic, and find the same numbers in Grafana
+#    (http://127.0.0.1:3000) and the alert states in Prometheus (http://127.0.0.1:9090/alerts).
