@@ -250,7 +250,7 @@ def test_rag_container_cites_documents_the_pipelines_image_ingested(
             answer = httpx.post(
                 f"{url}/ask",
                 json={"question": "How do I declare a path parameter?"},
-                timeout=120,
+                timeout=300,  # generous: a shared CI machine may be running other jobs
             )
             assert answer.status_code == 200, answer.text
             body = answer.json()
