@@ -15,15 +15,15 @@ nbclient. Run one: `.venv/bin/pytest tests/e2e/test_notebooks.py -k 03`.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.support.servers import require_module
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -48,17 +48,6 @@ PROOF = {
     "04_finetuning": ["logreg (frozen MiniLM)", "champion", "challenger", "intent-router"],
     "05_deployment_monitoring": ["rag_answers_total", "GatewayHighErrorRate", "embedding_mmd"],
 }
-
-
-def require(module: str) -> ModuleType:
-    """A development dependency: skip on a developer's machine without it, fail in CI."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        message = f"{module} is not installed; run `make setup` (it is in the dev extra)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def kernel_environment(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
@@ -102,9 +91,9 @@ def repository_entries() -> set[str]:
 def test_notebook_runs_offline_from_top_to_bottom(
     path: Path, tmp_path: Path, shared_cache_dir: Path
 ) -> None:
-    nbformat = require("nbformat")
-    nbclient = require("nbclient")
-    require("ipykernel")
+    nbformat = require_module("nbformat")
+    nbclient = require_module("nbclient")
+    require_module("ipykernel")
     from nbclient.exceptions import CellExecutionError
 
     notebook = nbformat.read(path, as_version=4)

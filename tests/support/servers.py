@@ -6,6 +6,7 @@ proves what a mock cannot (the URL format, the client, the protocol).
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -31,6 +33,18 @@ def require_tool(name: str, install: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require_module(name: str) -> ModuleType:
+    """An importable development dependency. Missing: skip on a developer's machine, fail in CI,
+    for the reason `require_tool` gives."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        message = f"{name} is not installed; run `make setup` (it is in the dev extra)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def free_port() -> int:

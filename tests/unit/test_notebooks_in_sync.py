@@ -8,30 +8,18 @@ job (tests/e2e/test_notebooks.py).
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.support.servers import require_module
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 # The curriculum: one notebook per practice area, in order (02 is prompt engineering).
 REQUIRED = {"01_model_integration", "03_rag", "04_finetuning", "05_deployment_monitoring"}
-
-
-def require(module: str) -> ModuleType:
-    """A development dependency: skip on a developer's machine without it, fail in CI."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        message = f"{module} is not installed; run `make setup` (it is in the dev extra)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def cells(notebook: Any) -> list[tuple[str, str]]:
@@ -51,7 +39,7 @@ def test_every_practice_area_has_a_notebook_in_both_formats() -> None:
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
 def test_ipynb_holds_the_same_cells_as_its_source(source: Path) -> None:
-    jupytext = require("jupytext")
+    jupytext = require_module("jupytext")
     twin = source.with_suffix(".ipynb")
     assert twin.exists(), f"run `jupytext --sync {source.relative_to(NOTEBOOKS.parent)}`"
 
@@ -64,7 +52,7 @@ def test_ipynb_holds_the_same_cells_as_its_source(source: Path) -> None:
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.stem)
 def test_notebook_opens_with_its_title_and_ends_with_exercises(source: Path) -> None:
-    notebook = require("jupytext").read(source)
+    notebook = require_module("jupytext").read(source)
     first, last = notebook.cells[0], notebook.cells[-1]
 
     assert first.cell_type == "markdown" and first.source.startswith("# "), "a title first"
