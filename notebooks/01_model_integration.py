@@ -36,31 +36,20 @@
 # %% [markdown]
 # ## Setup
 #
-# Every notebook starts the same way: work from the repository root (so paths read as in the
-# README), keep state in a folder of its own (`KIT_DATA_DIR`; a temporary one unless you set it),
-# and find the `kit` command next to this kernel's Python.
+# Every notebook starts the same way, with one call (`services/common/notebook.py`): work from the
+# repository root (so paths read as in the README), keep state in a folder of its own
+# (`KIT_DATA_DIR`; a temporary one unless you set it), find the `kit` command next to this kernel's
+# Python, and keep the services' log lines quiet (`KIT_LOG_LEVEL`, WARNING unless you set it).
 
 # %%
 import os
-import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
-from services.common.logging import configure_logging
+from services.common.notebook import start_notebook
 from services.common.settings import KitSettings, load_settings
 
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-os.chdir(ROOT)
-os.environ.setdefault("KIT_DATA_DIR", tempfile.mkdtemp(prefix="kit-notebook-01-"))
-os.environ.setdefault("KIT_LOG_LEVEL", "WARNING")  # the services log JSON lines; keep it quiet
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-os.environ["TERM"] = "dumb"  # `!kit ...` prints plain text, without progress animations
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: no widgets needed
-configure_logging(load_settings(KitSettings))  # the kit's log lines, at KIT_LOG_LEVEL
-print("repository:", ROOT)
-print("state:     ", os.environ["KIT_DATA_DIR"])
+print(start_notebook("01"))
 
 # %% [markdown]
 # ## 1. The models file: aliases and fallback chains

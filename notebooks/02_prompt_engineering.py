@@ -46,17 +46,11 @@
 # local models; every call below goes through its OpenAI-compatible API, as in notebook 01.
 
 # %%
-import os
-import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-os.chdir(ROOT)
-os.environ.setdefault("KIT_DATA_DIR", tempfile.mkdtemp(prefix="kit-notebook-02-"))
-os.environ.setdefault("KIT_LOG_LEVEL", "WARNING")
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-print("state:", os.environ["KIT_DATA_DIR"])
+from services.common.notebook import start_notebook
+
+print(start_notebook("02"))
 
 # %%
 from pipelines.prompting.chat import bind, cloud_alias

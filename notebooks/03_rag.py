@@ -38,24 +38,12 @@
 
 # %%
 import os
-import sys
-import tempfile
-import time
-import warnings
 from pathlib import Path
 
-from services.common.logging import configure_logging
+from services.common.notebook import start_notebook
 from services.common.settings import KitSettings, load_settings
 
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-os.chdir(ROOT)
-os.environ.setdefault("KIT_DATA_DIR", tempfile.mkdtemp(prefix="kit-notebook-03-"))
-os.environ.setdefault("KIT_LOG_LEVEL", "WARNING")
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-os.environ["TERM"] = "dumb"  # `!kit ...` prints plain text, without progress animations
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: no widgets needed
-configure_logging(load_settings(KitSettings))  # the kit's log lines, at KIT_LOG_LEVEL
-DATA_DIR = Path(os.environ["KIT_DATA_DIR"])
+DATA_DIR = start_notebook("03").data_dir
 print("state:", DATA_DIR)
 
 # %% [markdown]

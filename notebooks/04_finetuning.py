@@ -40,25 +40,12 @@
 # ## Setup
 
 # %%
-import os
-import sys
-import tempfile
-import warnings
 from pathlib import Path
 
-from services.common.logging import configure_logging
+from services.common.notebook import start_notebook
 from services.common.settings import KitSettings, load_settings
 
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-os.chdir(ROOT)
-os.environ.setdefault("KIT_DATA_DIR", tempfile.mkdtemp(prefix="kit-notebook-04-"))
-os.environ.setdefault("KIT_LOG_LEVEL", "WARNING")
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-os.environ["TERM"] = "dumb"  # `!kit ...` prints plain text, without progress animations
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm: no widgets needed
-configure_logging(load_settings(KitSettings))  # the kit's log lines, at KIT_LOG_LEVEL
-os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no progress bars in outputs
-print("state:", os.environ["KIT_DATA_DIR"])
+print(start_notebook("04"))
 
 # %% [markdown]
 # ## 1. The config and the data
