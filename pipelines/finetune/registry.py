@@ -103,3 +103,17 @@ def register_and_gate(
     mlflow.set_tag("gate_reason", decision.reason)
     log.info("gate_decided", model=name, version=version, alias=decision.alias, reason=reason)
     return decision
+
+
+def mark_undecided(name: str, run_id: str) -> None:
+    """Say so on any version of `name` that the (abandoned) run `run_id` registered before its
+    gate decided: such a version has no alias, so nothing serves it, but a person browsing the
+    registry should not have to guess why."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
+        if "gate" not in version.tags:
+            client.set_model_version_tag(
+                name, version.version, "gate", "undecided: its job ended before the gate ran"
+            )

@@ -7,7 +7,9 @@ Logged: the config (params and the file), the dataset version, the git commit, s
 training loss per step, validation and test metrics, timings and peak memory; artifacts: the
 model, the per-class report, the confusion matrix, sample predictions. A job that fails leaves
 its run marked FAILED with the error as a tag and the traceback as an artifact, so a crash is
-never a silently missing run.
+never a silently missing run. If the tracking server goes away mid-job, training carries on and
+the job then fails naming a local folder that holds the model and every metric (record.py); a
+run left RUNNING by a killed job is marked KILLED by the next job on the same machine.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from pipelines import tracking
 from pipelines.finetune.config import FinetuneConfig
 from pipelines.finetune.data import Example, Splits, load_splits
 from pipelines.finetune.evaluate import Scores, confusion_plot, sample_table, score
-from pipelines.finetune.registry import GateDecision, register_and_gate
+from pipelines.finetune.record import RunRecord
+from pipelines.finetune.registry import GateDecision, mark_undecided, register_and_gate
 from services.common.logging import get_logger
 from services.common.settings import KitSettings
 
@@ -111,21 +114,58 @@ def run_finetune(
     import torch
 
     mlflow = tracking.start(settings, EXPERIMENT)
+    uri = tracking.tracking_uri(settings)
     threads = config.train.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    with mlflow.start_run(run_name=config.name) as run:
-        try:
-            return _run(mlflow, run.info.run_id, config, settings, config_path, threads, progress)
-        except BaseException as exc:  # recorded, then re-raised: the run ends FAILED
+    with tracking.outages_reported(uri):
+        for abandoned in tracking.close_abandoned_runs(mlflow, EXPERIMENT):
+            mark_undecided(config.registry.model_name, abandoned)
+            progress(f"run {abandoned[:8]} was left RUNNING by a job that is gone: marked KILLED")
+        run = mlflow.start_run(run_name=config.name, tags=tracking.owner_tags())
+    record = RunRecord(mlflow, run.info.run_id)
+    try:
+        result = _run(mlflow, record, config, settings, config_path, threads, progress)
+    except BaseException as exc:
+        cause = tracking.unreachable(exc)
+        if cause is not None:
+            raise _saved_locally(mlflow, record, settings, uri, cause, exc) from exc
+        log.error("finetune_failed", run_id=run.info.run_id, error=str(exc))
+        try:  # recorded, then re-raised: the run ends FAILED, with the error on it
             mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
             mlflow.log_text(traceback.format_exc(), "error.txt")
-            log.error("finetune_failed", run_id=run.info.run_id, error=str(exc))
-            raise
+        finally:
+            mlflow.end_run("FAILED")
+        raise
+    mlflow.end_run()
+    return result
+
+
+def _saved_locally(
+    mlflow: Any,
+    record: RunRecord,
+    settings: KitSettings,
+    uri: str,
+    cause: BaseException,
+    error: BaseException,
+) -> tracking.TrackingUnavailableError:
+    """The tracking server went away: keep what the job made on local disk, and say where."""
+    folder = record.save(settings.data_dir / "finetune-untracked" / record.run_id, error)
+    log.error("finetune_tracking_lost", run_id=record.run_id, saved=str(folder))
+    try:  # one more try: if the server is back, the run is closed as FAILED right away
+        mlflow.end_run("FAILED")
+    except Exception:  # still down: the next job marks the run KILLED (close_abandoned_runs)
+        log.warning("finetune_run_left_open", run_id=record.run_id)
+    kept = "the trained model, its params and metrics" if record.model else "its params and metrics"
+    return tracking.TrackingUnavailableError(
+        f"{tracking.unreachable_message(uri, cause)} Run {record.run_id} did not finish and "
+        f"nothing was registered; {kept} are saved in {folder}. Run the job again once the "
+        "server answers."
+    )
 
 
 def _run(
     mlflow: Any,
-    run_id: str,
+    record: RunRecord,
     config: FinetuneConfig,
     settings: KitSettings,
     config_path: Path | None,
@@ -133,14 +173,14 @@ def _run(
     progress: Progress,
 ) -> FinetuneResult:
     mlflow.set_tags({"git_commit": git_commit(), "method": config.method})
-    mlflow.log_params(flat_params(config) | system_info(threads))
+    record.log_params(flat_params(config) | system_info(threads))
     if config_path is not None:
         mlflow.log_artifact(str(config_path), "config")
     mlflow.log_dict(config.model_dump(mode="json"), "config/resolved.json")
 
     splits = load_splits(config.data, config.seed)
-    mlflow.log_params({f"dataset.{key}": value for key, value in splits.version.items()})
-    mlflow.log_params(
+    record.log_params({f"dataset.{key}": value for key, value in splits.version.items()})
+    record.log_params(
         {
             "dataset.train_rows": len(splits.train),
             "dataset.validation_rows": len(splits.validation),
@@ -152,23 +192,26 @@ def _run(
         f"{len(splits.test)} test rows, {len(splits.labels)} labels"
     )
 
+    # Training metrics are held, not raised, while the server is unreachable (record.py).
     def on_step(step: int, loss: float, lr: float) -> None:
-        mlflow.log_metrics({"train_loss": loss, "learning_rate": lr}, step=step)
+        record.log_metrics({"train_loss": loss, "learning_rate": lr}, step=step, hold=True)
 
     validation: dict[str, float] = {}
 
     def on_epoch(epoch: int, accuracy: float) -> None:
         validation["accuracy"] = accuracy
-        mlflow.log_metric("validation_accuracy", accuracy, step=epoch)
+        record.log_metrics({"validation_accuracy": accuracy}, step=epoch, hold=True)
         progress(f"epoch {epoch}: validation accuracy {accuracy:.4f}")
 
     model, trained, base_name = _train(config, splits, on_step, on_epoch, settings)
-    mlflow.log_params({"base_model": base_name, "steps": trained.steps})
-    mlflow.log_metrics({"train_seconds": trained.seconds, "final_train_loss": trained.final_loss})
+    record.model = model
+    record.send_held()  # still unreachable: raises, and run_finetune saves the model locally
+    record.log_params({"base_model": base_name, "steps": trained.steps})
+    record.log_metrics({"train_seconds": trained.seconds, "final_train_loss": trained.final_loss})
     progress(f"trained {trained.steps} steps in {trained.seconds:.0f}s; scoring the test split")
 
     test = score(model, splits.test)
-    mlflow.log_metrics(test.metrics("test") | {"peak_memory_mb": peak_memory_mb()})
+    record.log_metrics(test.metrics("test") | {"peak_memory_mb": peak_memory_mb()})
     _log_reports(mlflow, splits.test, test, splits.labels)
 
     from pipelines.finetune.packaging import log_intent_model
@@ -192,7 +235,7 @@ def _run(
         score_champion=score_champion,
     )
     return FinetuneResult(
-        run_id, test, validation.get("accuracy"), decision, trained.seconds, peak_memory_mb()
+        record.run_id, test, validation.get("accuracy"), decision, trained.seconds, peak_memory_mb()
     )
 
 

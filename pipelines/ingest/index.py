@@ -5,42 +5,119 @@
 
 Qdrant runs embedded under KIT_DATA_DIR/qdrant by default (local mode: exact search, one process
 at a time), or is the server at QDRANT_URL: same code, same results. This module owns the
-Qdrant client; nothing else in ingestion or retrieval creates one.
+Qdrant client; nothing else in ingestion or retrieval creates one. It also turns the client's
+network errors into a `StoreUnavailableError` that says where Qdrant was expected and how to fix it.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from pipelines.ingest import sparse
 from pipelines.ingest.chunk import Chunk
-from services.common.errors import ConfigError
+from services.common.errors import ConfigError, KitError
 from services.common.settings import KitSettings
 
 DEFAULT_COLLECTION = "docs"
 DENSE, SPARSE = "dense", "bm25"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class StoreUnavailableError(KitError):
+    """Qdrant did not answer: connection refused or reset, no answer in time, or a proxy in
+    front of it said it is down. The RAG service answers 503; `kit ingest` exits 1."""
+
+    type = "store_unavailable"
 
 
 def open_client(settings: KitSettings) -> QdrantClient:
     if settings.qdrant_url is not None:
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return QdrantClient(url=str(settings.qdrant_url), api_key=key, timeout=30)
+        # A bounded timeout: a Qdrant that accepts connections but never answers must turn
+        # into a clear error, not a request that hangs (qdrant-client does not retry on its own).
+        return QdrantClient(
+            url=str(settings.qdrant_url), api_key=key, timeout=settings.qdrant_timeout_s
+        )
     path = settings.data_dir / "qdrant"
     path.mkdir(parents=True, exist_ok=True)
     return QdrantClient(path=str(path))
 
 
+@contextmanager
+def outages_reported(client: QdrantClient) -> Iterator[None]:
+    """Raise qdrant-client's network errors as a `StoreUnavailableError` that says what to do.
+
+    qdrant-client wraps every transport failure (refused, reset, timed out) in a
+    `ResponseHandlingException`; a 502/503/504 comes from a proxy or load balancer whose Qdrant
+    is down. Any other error (a bad request, a missing collection) is a bug or a configuration
+    problem, and passes through unchanged.
+    """
+    try:
+        yield
+    except ResponseHandlingException as exc:
+        raise StoreUnavailableError(_unreachable(client, _reason(client, exc.source))) from exc
+    except UnexpectedResponse as exc:
+        if exc.status_code not in (502, 503, 504):
+            raise
+        reason = f"it answered {exc.status_code} {exc.reason_phrase}"
+        raise StoreUnavailableError(_unreachable(client, reason)) from exc
+
+
+def _reason(client: QdrantClient, source: Exception) -> str:
+    if isinstance(source, httpx.TimeoutException):
+        timeout = client.init_options.get("timeout")
+        return f"no answer within {timeout}s (KIT_QDRANT_TIMEOUT_S)"
+    return f"{type(source).__name__}: {source}"
+
+
+def _unreachable(client: QdrantClient, reason: str) -> str:
+    where = client.init_options.get("url") or client.init_options.get("host") or "QDRANT_URL"
+    return (
+        f"Qdrant is unreachable at {where} ({reason}). Start it (`docker compose up -d qdrant`) "
+        "or fix QDRANT_URL, then retry; `kit doctor` checks the connection. Without QDRANT_URL "
+        "the kit uses an embedded Qdrant under KIT_DATA_DIR/qdrant instead."
+    )
+
+
+def _reports_outages(
+    method: Callable[Concatenate[ChunkStore, P], R],
+) -> Callable[Concatenate[ChunkStore, P], R]:
+    """Decorates each `ChunkStore` method that talks to Qdrant (see `outages_reported`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChunkStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with outages_reported(self.client):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class ChunkStore:
+    """The collection's operations; each raises `StoreUnavailableError` when Qdrant is down.
+
+    `client` is any QdrantClient: local mode, a server, or a test's wrapper that fails on cue.
+    """
+
     def __init__(self, client: QdrantClient, collection: str = DEFAULT_COLLECTION) -> None:
         self.client = client
         self.collection = collection
 
+    def outages_reported(self) -> AbstractContextManager[None]:
+        """For code that calls `self.client` directly (retrieval): the same translation."""
+        return outages_reported(self.client)
+
+    @_reports_outages
     def ensure_collection(
         self, dimension: int, *, embedder: str, index_fields: Sequence[str] = ()
     ) -> None:
@@ -72,6 +149,7 @@ class ChunkStore:
                     self.collection, name, models.PayloadSchemaType.KEYWORD
                 )
 
+    @_reports_outages
     def embedder(self) -> str | None:
         """The embedder the collection was built with (None: missing, or built before the
         kit recorded it)."""
@@ -81,6 +159,7 @@ class ChunkStore:
         name = metadata.get("embedder")
         return str(name) if name else None
 
+    @_reports_outages
     def check_embedder(self, embedder: str) -> None:
         """Refuse to search or fill the collection with vectors from another model."""
         built_with = self.embedder()
@@ -95,6 +174,7 @@ class ChunkStore:
     def _local(self) -> bool:
         return type(self.client._client).__name__ == "QdrantLocal"
 
+    @_reports_outages
     def chunk_ids_by_doc(self) -> dict[str, set[str]]:
         """Every stored chunk id, grouped by document: what re-ingestion compares against."""
         found: dict[str, set[str]] = defaultdict(set)
@@ -114,6 +194,7 @@ class ChunkStore:
             if offset is None:
                 return found
 
+    @_reports_outages
     def sources_by_doc(self) -> dict[str, str]:
         sources: dict[str, str] = {}
         offset = None
@@ -132,6 +213,7 @@ class ChunkStore:
                 break
         return sources
 
+    @_reports_outages
     def upsert(
         self,
         chunks: Sequence[Chunk],
@@ -164,11 +246,13 @@ class ChunkStore:
             )
         self.client.upsert(self.collection, points=points, wait=True)
 
+    @_reports_outages
     def delete(self, chunk_ids: Iterable[str]) -> None:
         ids: list[Any] = list(chunk_ids)
         if ids:
             self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids))
 
+    @_reports_outages
     def count(self) -> int:
         if not self.client.collection_exists(self.collection):
             return 0

@@ -6,6 +6,8 @@ Incremental and idempotent, because chunk ids are content hashes:
   (in that order: a run killed in between leaves extra chunks, never missing ones, and the next
   run removes them);
 - `prune` deletes documents that were stored from the given paths but are gone from them.
+The collection is the only record of progress: a document counts as done when all of its chunk
+ids are stored, so a run stopped by a Qdrant outage cannot mark anything done too early.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from pipelines.ingest.chunk import Chunk, ChunkingConfig, chunk_document
 from pipelines.ingest.documents import Document, Skipped
-from pipelines.ingest.index import ChunkStore
+from pipelines.ingest.index import ChunkStore, StoreUnavailableError
 from pipelines.ingest.loaders import JsonlFields, discover, load_file
 from pipelines.ingest.report import IngestReport
 from services.common.embedders import Embedder
@@ -46,6 +48,22 @@ def ingest(
     embedder: Embedder,
     options: IngestOptions,
     on_file: Callable[[Path], None] = lambda path: None,
+) -> IngestReport:
+    try:
+        return _ingest(paths, store, embedder, options, on_file)
+    except StoreUnavailableError as exc:
+        raise StoreUnavailableError(
+            f"{exc} Ingestion stopped there: the chunks it stored are kept, and running it "
+            "again embeds and stores only what is missing."
+        ) from exc
+
+
+def _ingest(
+    paths: Sequence[Path],
+    store: ChunkStore,
+    embedder: Embedder,
+    options: IngestOptions,
+    on_file: Callable[[Path], None],
 ) -> IngestReport:
     report = IngestReport(chunking=options.chunking.fingerprint())
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from structlog.typing import Processor
 
+from services.common.secrets import SecretScrubber, secret_values
 from services.common.settings import KitSettings
 
 # Libraries that log a line per HTTP call or per retry at INFO; they are useful at DEBUG only.
@@ -64,9 +65,15 @@ def configure_logging(settings: KitSettings) -> None:
         # still takes effect for loggers already in use.
         cache_logger_on_first_use=True,
     )
+    # Runs on the finished line, so it also covers tracebacks and libraries' own messages.
+    scrubber = SecretScrubber(secret_values() | settings.secret_values())
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,  # the same fields for records from plain `logging`
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            renderer,
+            scrubber,  # type: ignore[list-item]  # str in, str out: a post-render step
+        ],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)

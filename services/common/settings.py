@@ -17,15 +17,33 @@ Names:
 
 from __future__ import annotations
 
+import json
+import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import platformdirs
-from pydantic import AnyHttpUrl, Field, RedisDsn, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    Field,
+    RedisDsn,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from services.common.errors import ConfigError
+from services.common.secrets import read_secret
 
 APP_NAME = "ai-engineering-kit"
 
@@ -93,7 +111,7 @@ class KitSettings(BaseSettings):
     chat_engine: Literal["auto", "llama_cpp", "transformers"] = Field(
         "auto",
         validation_alias="KIT_CHAT_ENGINE",
-        description="auto: llama.cpp when installed (about 6x faster on CPU), else transformers.",
+        description="auto: llama.cpp when installed (3x the tokens/s on CPU), else transformers.",
     )
     chat_threads: int = Field(
         0, ge=0, le=256, validation_alias="KIT_CHAT_THREADS", description="0 means all cores."
@@ -113,6 +131,14 @@ class KitSettings(BaseSettings):
     gateway_api_key: SecretStr | None = Field(None, validation_alias="GATEWAY_API_KEY")
     qdrant_url: AnyHttpUrl | None = Field(None, validation_alias="QDRANT_URL")
     qdrant_api_key: SecretStr | None = Field(None, validation_alias="QDRANT_API_KEY")
+    qdrant_timeout_s: int = Field(
+        10,
+        ge=1,
+        le=300,
+        validation_alias="KIT_QDRANT_TIMEOUT_S",
+        description="How long one request to the Qdrant server at QDRANT_URL may take before "
+        "it counts as unreachable (a search, or an upsert of one batch).",
+    )
     redis_url: RedisDsn | None = Field(None, validation_alias="REDIS_URL")
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     probe_timeout_s: float = Field(
@@ -139,6 +165,28 @@ class KitSettings(BaseSettings):
                     "print(secrets.token_urlsafe(32))')"
                 )
         return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read each secret field from `NAME_FILE` as well (services/common/secrets.py)."""
+        return (
+            init_settings,
+            SecretFileSource(settings_cls),
+            env_settings,
+            dotenv_settings,
+            file_secret_settings,
+        )
+
+    def secret_values(self) -> set[str]:
+        """The values of every secret field that is set: what logs must never show."""
+        return {value.get_secret_value() for value in self._secrets().values() if value}
 
     def _secrets(self) -> dict[str, SecretStr | None]:
         """Every SecretStr field, by its environment variable name."""
@@ -167,6 +215,43 @@ class KitSettings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
+class HttpAccessSettings(BaseModel):
+    """Who may reach an HTTP service (services/common/http_security.py); mixed into a service's
+    settings, so each service reads its own prefix: GATEWAY_TRUSTED_HOSTS, RAG_CORS_ORIGINS."""
+
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1"],
+        description="Host names this service answers to, comma-separated; `*.example.com` "
+        "matches subdomains, `*` any host. Others get 400 (probes and /metrics are exempt).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API, comma-separated "
+        "(https://app.example.com). Empty: no CORS headers, browsers refuse cross-origin calls. "
+        "`*` is refused with KIT_ENV=production.",
+    )
+
+    @field_validator("trusted_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """`a.example.com, b.example.com` (or a JSON list) from the environment."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _no_wildcard_origins_in_production(self) -> HttpAccessSettings:
+        production = getattr(self, "environment", None) is Environment.PRODUCTION
+        if "*" in self.cors_origins and production:
+            raise ValueError(
+                "cors_origins is `*`: any web page could call this API from a visitor's browser. "
+                "It is refused with KIT_ENV=production; list your front-end's origins instead."
+            )
+        return self
+
+
 SettingsT = TypeVar("SettingsT", bound=KitSettings)
 
 
@@ -177,6 +262,21 @@ def env_name(cls: type[BaseSettings], field: str) -> str:
         return info.validation_alias
     prefix = cls.model_config.get("env_prefix", "")
     return f"{prefix}{field}".upper()
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """Secret fields from files: `GATEWAY_API_KEY_FILE=/run/secrets/gateway_api_key`."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything happens in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field, info in self.settings_cls.model_fields.items():
+            name = env_name(self.settings_cls, field)
+            if info.annotation in (SecretStr, SecretStr | None) and os.environ.get(f"{name}_FILE"):
+                values[field] = read_secret(name)
+        return values
 
 
 def env_names(cls: type[BaseSettings]) -> dict[str, str]:

@@ -18,10 +18,12 @@ from prometheus_client import CollectorRegistry
 from starlette.datastructures import State
 
 from pipelines import tracking
+from services.common.http_security import add_http_security
 from services.common.local_client import LocalClient
 from services.common.logging import configure_logging, get_logger
 from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, add_metrics_route
 from services.common.request_id import RequestIdMiddleware
+from services.common.request_limits import BodySizeLimitMiddleware
 from services.common.settings import load_settings
 from services.gateway.auth import KeyStore, load_keys
 from services.gateway.cache import CacheBackend, MemoryCache, RedisCache
@@ -32,7 +34,7 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.pricing import Pricing
 from services.gateway.providers import build_providers
 from services.gateway.providers.local import LocalProvider
-from services.gateway.request_limits import BodySizeLimitMiddleware
+from services.gateway.redis_health import RedisLink
 from services.gateway.router import Router
 from services.gateway.routes import chat, embeddings, health, models
 from services.gateway.service import Gateway
@@ -65,11 +67,18 @@ def create_app(
         )
 
     registry = CollectorRegistry()
-    metrics = GatewayMetrics(registry)
+    metrics = GatewayMetrics(registry, redis=settings.redis_url is not None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redis_url = str(settings.redis_url) if settings.redis_url else None
+        redis: RedisLink | None = None
+        if settings.redis_url is not None:
+            redis = RedisLink(str(settings.redis_url), on_change=metrics.redis_up.set)
+            # Redis down at start-up is not fatal: the gateway starts degraded (memory, logged,
+            # /readyz says so) and switches to Redis when it answers. Refusing to start would turn
+            # a Redis outage plus one pod restart into a gateway outage.
+            await redis.check()
+        app.state.redis = redis
         # One connection pool for every OpenAI-compatible deployment, kept alive between calls.
         http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300))
         local_client = local or LocalClient(settings)
@@ -83,11 +92,8 @@ def create_app(
         )
         cache: CacheBackend | None = None
         if settings.cache_ttl_s > 0:
-            cache = (
-                RedisCache(redis_url, settings.cache_ttl_s)
-                if redis_url
-                else MemoryCache(settings.cache_ttl_s, settings.cache_max_entries)
-            )
+            memory = MemoryCache(settings.cache_ttl_s, settings.cache_max_entries)
+            cache = memory if redis is None else RedisCache(redis, settings.cache_ttl_s, memory)
         semantic = None
         if settings.semantic_cache:
             from services.gateway.semantic_cache import SemanticCache
@@ -101,9 +107,8 @@ def create_app(
                     settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
                 ),
             )
-        budgets = Budgets(redis_url)
         app.state.gateway = Gateway(
-            settings, router, cache, Limits(redis_url), budgets, Pricing(), metrics, semantic
+            settings, router, cache, Limits(redis), Budgets(redis), Pricing(), metrics, semantic
         )
         # Load local models in the background; /readyz answers 503 until they are in memory.
         app.state.warm = asyncio.Event()
@@ -114,7 +119,7 @@ def create_app(
             "gateway_started",
             aliases=sorted(gateway_models.chains),
             disabled=gateway_models.disabled,
-            redis=bool(redis_url),
+            redis=redis.status if redis else "not configured",
         )
         try:
             yield
@@ -127,7 +132,8 @@ def create_app(
                 await cache.aclose()
             if semantic is not None:
                 await semantic.aclose()
-            await budgets.aclose()
+            if redis is not None:
+                await redis.aclose()
 
     app = FastAPI(
         title="AI engineering kit: model gateway",
@@ -139,10 +145,16 @@ def create_app(
     app.state.keys = keys
     app.state.registry = registry
     install_error_handlers(app)
-    # The last added runs first: request ids (on every log line), then metrics, then the limit.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # The last added runs first: the host check and CORS, request ids (on every log line),
+    # metrics, then the body limit.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        fix="send less (fewer or shorter messages), or raise GATEWAY_MAX_BODY_BYTES.",
+    )
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry, service="gateway"))
     app.add_middleware(RequestIdMiddleware)
+    add_http_security(app, settings)
     for module in (chat, embeddings, models, health):
         app.include_router(module.router)
     add_metrics_route(app, registry)

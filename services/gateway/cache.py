@@ -7,7 +7,8 @@ not change the answer. Only deterministic requests (temperature 0) are cached by
 sampled answer is meant to vary. A client skips the cache with `Cache-Control: no-cache`.
 
 Entries live in this process (a TTL + LRU map) or in Redis when `REDIS_URL` is set, where every
-replica shares them.
+replica shares them. While Redis is unreachable, the Redis cache uses this replica's memory
+instead (see `redis_health.py`): fewer hits, never an error.
 
 Single flight: when a burst of identical cacheable requests arrives before the first is answered,
 only the first goes upstream; the others wait for its answer. A burst costs one upstream call.
@@ -18,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 from cachetools import TTLCache
+
+if TYPE_CHECKING:
+    from services.gateway.redis_health import RedisLink
 
 T = TypeVar("T")
 
@@ -68,21 +72,33 @@ class MemoryCache:
 
 
 class RedisCache:
-    def __init__(self, redis_url: str, ttl_s: int) -> None:
-        import redis.asyncio as redis
+    """Entries in Redis, shared by every replica; in `fallback` while Redis is down.
 
-        self._redis = redis.Redis.from_url(redis_url)
+    Entries written to memory during an outage stay there (and expire): copying them to Redis
+    afterwards would buy a few hits at the price of code that runs only after an outage.
+    """
+
+    def __init__(self, link: RedisLink, ttl_s: int, fallback: MemoryCache) -> None:
+        self._link = link
         self._ttl = ttl_s
+        self._fallback = fallback
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        raw = await self._redis.get(f"kit-cache:{key}")
-        return None if raw is None else orjson.loads(raw)
+        async def shared() -> dict[str, Any] | None:
+            raw = await self._link.client.get(f"kit-cache:{key}")
+            return None if raw is None else orjson.loads(raw)
+
+        return await self._link.run(shared, lambda: self._fallback.get(key))
 
     async def set(self, key: str, value: dict[str, Any]) -> None:
-        await self._redis.set(f"kit-cache:{key}", orjson.dumps(value), ex=self._ttl)
+        async def shared() -> None:
+            await self._link.client.set(f"kit-cache:{key}", orjson.dumps(value), ex=self._ttl)
+
+        await self._link.run(shared, lambda: self._fallback.set(key, value))
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        """The link is closed by its owner (the app's lifespan): limits and budgets share it."""
+        await self._fallback.aclose()
 
 
 class SingleFlight:

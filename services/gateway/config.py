@@ -6,11 +6,12 @@
       openai-gpt-4o-mini: {provider: openai, model: gpt-4o-mini, api_key_env: OPENAI_API_KEY}
       local-smollm2: {provider: local, model: smollm2-135m-instruct}
 
-A deployment is enabled when the variables it names are set (`api_key_env`, `api_base_env`) and,
-for in-process ones (`local`, `mlflow`), when their engine is installed, so one file serves a
-laptop with no keys, production with all of them, and an image built without torch; keys are
-never written in the file. Everything is validated when the gateway starts: a typo is an error
-naming the line's path, not a failure on the first request. `models.yaml` documents every provider.
+A deployment is enabled when the variables it names are set (`api_key_env` itself, or its `_FILE`
+twin naming a file that holds the key; `api_base_env`) and, for in-process ones (`local`,
+`mlflow`), when their engine is installed, so one file serves a laptop with no keys, production
+with all of them, and an image built without torch; keys are never written in the file.
+Everything is validated when the gateway starts: a typo is an error naming the line's path, not a
+failure on the first request. `models.yaml` documents every provider.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from services.common.errors import ConfigError
+from services.common.secrets import read_secret
 
 Provider = Literal["local", "openai", "litellm", "mlflow"]
 Task = Literal["chat", "embedding"]
@@ -174,7 +176,7 @@ def resolve(spec: ModelsFile, environ: Mapping[str, str]) -> GatewayModels:
         missing = [
             variable
             for variable in (deployment.api_key_env, deployment.api_base_env)
-            if variable and not environ.get(variable)
+            if variable and not environ.get(variable) and not environ.get(f"{variable}_FILE")
         ]
         if missing:
             disabled[name] = f"{' and '.join(missing)} not set"
@@ -182,7 +184,8 @@ def resolve(spec: ModelsFile, environ: Mapping[str, str]) -> GatewayModels:
         if reason := missing_engine(deployment):
             disabled[name] = reason
             continue
-        key = environ.get(deployment.api_key_env) if deployment.api_key_env else None
+        # The key itself, or the file OPENAI_API_KEY_FILE names (a mounted container secret).
+        key = read_secret(deployment.api_key_env, environ) if deployment.api_key_env else None
         base = environ.get(deployment.api_base_env) if deployment.api_base_env else None
         resolved[name] = ResolvedDeployment(
             name=name,

@@ -9,12 +9,14 @@
     ├── UpstreamBadRequest    400      a provider refused the request itself: it would fail anywhere
     └── AllDeploymentsFailed  502/504  every deployment failed (504 when the last one timed out)
 
-A client never sees a stack trace: anything else becomes a 500 with the request id to quote.
+Bodies that are too large, not JSON or too deeply nested are refused earlier, with the same body
+(services/common/request_limits.py). A client never sees a stack trace: anything else becomes a
+500 with the request id to quote.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from services.common.errors import KitError
+from services.common.errors import error_body as error_body  # re-exported: service.py uses it
 from services.common.logging import get_logger
 from services.gateway.responses import json_response
 
@@ -105,12 +108,6 @@ class AllDeploymentsFailed(GatewayError):
         self.errors = errors
 
 
-def error_body(
-    message: str, type_: str, code: str | None = None, param: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GatewayError)
     async def gateway_error(_: Request, exc: GatewayError) -> Response:
@@ -135,7 +132,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> Response:
-        body = error_body(str(exc.detail), "invalid_request_error", f"http_{exc.status_code}")
+        # A body refused by services.common.request_limits names its own code ("invalid_json").
+        code = getattr(exc, "code", None) or f"http_{exc.status_code}"
+        body = error_body(str(exc.detail), "invalid_request_error", code)
         return json_response(body, status_code=exc.status_code, headers=dict(exc.headers or {}))
 
     @app.exception_handler(Exception)

@@ -7,34 +7,57 @@ gateway replica enforces the same limit for a key. Rate limits use a moving one-
 
 Tokens are known only after the answer, so the token limit is checked before a request (is any
 room left this minute?) and charged after it, with the tokens the provider reported.
+
+While Redis is unreachable (see `redis_health.py`) each replica counts in its own memory: rate
+limits still apply, per replica; spending is kept and added to Redis when it returns.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from services.gateway.auth import ApiKey
 from services.gateway.errors import BudgetExceeded, RateLimited
+from services.gateway.redis_health import RedisLink
+
+T = TypeVar("T")
 
 
 class Limits:
-    def __init__(self, redis_url: str | None) -> None:
-        self.storage: Storage = (
-            RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix="kit-limits")
-            if redis_url
-            else MemoryStorage()
-        )
-        self.window = MovingWindowRateLimiter(self.storage)
+    def __init__(self, link: RedisLink | None) -> None:
+        self._link = link
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._shared: MovingWindowRateLimiter | None = None
+        if link is not None:
+            # The link's connection pool, so these calls get its short timeouts and its retry.
+            # (`limits` types its options as scalars; the pool is passed through to redis-py.)
+            pool: Any = link.client.connection_pool
+            storage = RedisStorage(
+                f"async+{link.url}",
+                implementation="redispy",
+                key_prefix="kit-limits",
+                connection_pool=pool,
+            )
+            self._shared = MovingWindowRateLimiter(storage)
+
+    async def _window(self, use: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
+        """`use` the shared (Redis) window, or this replica's own while Redis is down."""
+        shared = self._shared
+        if self._link is None or shared is None:
+            return await use(self._local)
+        return await self._link.run(lambda: use(shared), lambda: use(self._local))
 
     async def admit(self, key: ApiKey) -> None:
         """Count one request for `key`; raise `RateLimited` (with Retry-After) when over."""
         if key.rpm is not None:
             rpm = RateLimitItemPerMinute(key.rpm)
-            if not await self.window.hit(rpm, key.id, "requests"):
+            if not await self._window(lambda w: w.hit(rpm, key.id, "requests")):
                 raise RateLimited(
                     f"Key {key.id!r} is over its {key.rpm} requests per minute. "
                     "Retry after the time in the Retry-After header, or ask for a higher rpm.",
@@ -42,7 +65,7 @@ class Limits:
                 )
         if key.tpm is not None:
             tpm = RateLimitItemPerMinute(key.tpm)
-            if not await self.window.test(tpm, key.id, "tokens"):
+            if not await self._window(lambda w: w.test(tpm, key.id, "tokens")):
                 raise RateLimited(
                     f"Key {key.id!r} has used its {key.tpm} tokens per minute. Retry after the "
                     "time in the Retry-After header, send shorter requests, or ask for more tpm.",
@@ -53,36 +76,48 @@ class Limits:
         if key.tpm is None or tokens <= 0:
             return
         tpm = RateLimitItemPerMinute(key.tpm)
-        if not await self.window.hit(tpm, key.id, "tokens", cost=tokens):
-            # More than the room left: fill the window, so the next request waits for it.
-            stats = await self.window.get_window_stats(tpm, key.id, "tokens")
-            if stats.remaining > 0:
-                await self.window.hit(tpm, key.id, "tokens", cost=stats.remaining)
+
+        async def charge(window: MovingWindowRateLimiter) -> None:
+            if not await window.hit(tpm, key.id, "tokens", cost=tokens):
+                # More than the room left: fill the window, so the next request waits for it.
+                stats = await window.get_window_stats(tpm, key.id, "tokens")
+                if stats.remaining > 0:
+                    await window.hit(tpm, key.id, "tokens", cost=stats.remaining)
+
+        await self._window(charge)
 
     async def _seconds_to_room(self, item: RateLimitItemPerMinute, *ids: str) -> float:
-        stats = await self.window.get_window_stats(item, *ids)
+        stats = await self._window(lambda w: w.get_window_stats(item, *ids))
         return max(1.0, stats.reset_time - time.time())
-
-    async def ping(self) -> bool:
-        return bool(await self.storage.check())
 
 
 class Budgets:
-    """Money spent per key, in USD: in memory, or in Redis (`INCRBYFLOAT`) when configured."""
+    """Money spent per key, in USD: in memory, or in Redis (`INCRBYFLOAT`) when configured.
 
-    def __init__(self, redis_url: str | None) -> None:
-        self._spent: dict[str, float] = {}
-        self._redis = None
-        if redis_url:
-            import redis.asyncio as redis
+    While Redis is down, spending is added up here and written to Redis when it returns (a
+    recovery hook), so no spending is lost. Meanwhile this replica checks a budget against the
+    last total it read from Redis plus its own spending: replicas together can overspend by what
+    the others spent during the outage, a trade for serving at all.
+    """
 
-            self._redis = redis.Redis.from_url(redis_url)
+    def __init__(self, link: RedisLink | None) -> None:
+        self._link = link
+        self._spent: dict[str, float] = {}  # all spending (no Redis) or the outage's (Redis down)
+        self._last_shared: dict[str, float] = {}  # the last total read from Redis, per key
+        if link is not None:
+            link.on_recovery(self.hand_back)
 
     async def spent(self, key: ApiKey) -> float:
-        if self._redis is None:
+        link = self._link
+        if link is None:
             return self._spent.get(key.id, 0.0)
-        value = await self._redis.get(f"kit-budget:{key.id}")
-        return float(value or 0.0)
+
+        async def shared() -> float:
+            value = float(await link.client.get(f"kit-budget:{key.id}") or 0.0)
+            self._last_shared[key.id] = value
+            return value
+
+        return await link.run(shared, lambda: self._local_view(key.id))
 
     async def check(self, key: ApiKey) -> None:
         if key.budget_usd is None:
@@ -98,11 +133,40 @@ class Budgets:
         """Add `usd` to the key's spending; returns the key's total spent so far."""
         if usd <= 0:
             return await self.spent(key)
-        if self._redis is None:
-            self._spent[key.id] = self._spent.get(key.id, 0.0) + usd
-            return self._spent[key.id]
-        return float(await self._redis.incrbyfloat(f"kit-budget:{key.id}", usd))
+        link = self._link
+        if link is None:
+            return self._add_locally(key.id, usd)
 
-    async def aclose(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
+        async def shared() -> float:
+            value = float(await link.client.incrbyfloat(f"kit-budget:{key.id}", usd))
+            self._last_shared[key.id] = value
+            return value
+
+        async def local() -> float:
+            self._add_locally(key.id, usd)
+            return await self._local_view(key.id)
+
+        return await link.run(shared, local)
+
+    async def hand_back(self) -> None:
+        """Add the spending counted during a Redis outage to the shared totals.
+
+        One key at a time, each removed before its write and put back if the write fails: a
+        request that spends meanwhile adds a new entry, which this loop also takes."""
+        if self._link is None:
+            return
+        while self._spent:
+            key_id, usd = self._spent.popitem()
+            try:
+                total = await self._link.client.incrbyfloat(f"kit-budget:{key_id}", usd)
+            except BaseException:  # Redis gone again, or shutdown: keep the amount for later
+                self._add_locally(key_id, usd)
+                raise
+            self._last_shared[key_id] = float(total)
+
+    def _add_locally(self, key_id: str, usd: float) -> float:
+        self._spent[key_id] = self._spent.get(key_id, 0.0) + usd
+        return self._spent[key_id]
+
+    async def _local_view(self, key_id: str) -> float:
+        return self._last_shared.get(key_id, 0.0) + self._spent.get(key_id, 0.0)

@@ -15,7 +15,9 @@ TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 
 
 class GatewayMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, redis: bool = True) -> None:
+        """`redis=False` (no REDIS_URL) leaves gateway_redis_up out of `registry`: a gateway that
+        uses no Redis must not report one that is down."""
         self.requests = Counter(
             "gateway_requests",
             "Model requests by alias, deployment that answered, and status.",
@@ -73,4 +75,11 @@ class GatewayMetrics:
             "Share of a key's budget spent so far (1 = spent; its requests are then refused).",
             ["key_id"],
             registry=registry,
+        )
+        # 0 while Redis is unreachable and this replica serves from memory (see redis_health.py).
+        # Not per request: it changes when the link goes down or comes back.
+        self.redis_up = Gauge(
+            "gateway_redis_up",
+            "1 when Redis (shared cache, limits, budgets) answers; 0 while serving from memory.",
+            registry=registry if redis else None,
         )

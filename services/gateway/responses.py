@@ -20,7 +20,12 @@ def json_response(
 
 
 async def sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    """OpenAI's stream format: one `data: {json}` event per chunk, then `data: [DONE]`."""
+    """OpenAI's stream format: one `data: {json}` event per chunk, then `data: [DONE]`.
+
+    An `{"error": ...}` chunk ends the stream without `[DONE]`, which only marks a complete answer.
+    """
     async for chunk in chunks:
         yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+        if "error" in chunk:
+            return
     yield b"data: [DONE]\n\n"

@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
+from services.common.logging import get_logger
+from services.common.secrets import SecretScrubber
 from services.gateway.config import GatewayModels, ResolvedDeployment
 from services.gateway.errors import (
     AllDeploymentsFailed,
@@ -36,6 +38,17 @@ from services.gateway.providers.base import (
 )
 
 T = TypeVar("T")
+log = get_logger("gateway")
+
+
+def without_key(error: ProviderError, deployment: ResolvedDeployment) -> ProviderError:
+    """`error` with the deployment's API key masked: upstreams echo a refused key in their
+    message ("Incorrect API key provided: sk-..."), and that message reaches clients and logs."""
+    key = deployment.api_key.get_secret_value() if deployment.api_key else ""
+    message = SecretScrubber([key])(None, "", str(error))
+    if message == str(error):
+        return error
+    return ProviderError(error.kind, message, status=error.status, retry_after=error.retry_after)
 
 
 @dataclass
@@ -127,7 +140,16 @@ class Router:
             while True:
                 try:
                     result = await attempt(self.providers[deployment.name], deployment)
-                except ProviderError as error:
+                except ProviderError as raw:
+                    error = without_key(raw, deployment)
+                    log.warning(
+                        "deployment_failed",
+                        alias=alias,
+                        deployment=deployment.name,
+                        kind=error.kind,
+                        status=error.status,
+                        error=str(error),
+                    )
                     if error.kind == "bad_request":
                         raise UpstreamBadRequest(str(error)) from error
                     self._failed(health, error)

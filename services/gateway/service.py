@@ -18,12 +18,13 @@ from services.common.logging import get_logger
 from services.gateway.auth import ApiKey
 from services.gateway.cache import CacheBackend, SingleFlight, cache_key, is_cacheable
 from services.gateway.config import ResolvedDeployment
+from services.gateway.errors import error_body
 from services.gateway.limits import Budgets, Limits
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.pricing import Pricing
-from services.gateway.providers.base import ChatAnswer, ChatCall
+from services.gateway.providers.base import ChatAnswer, ChatCall, ProviderError
 from services.gateway.redact import redact
-from services.gateway.router import Routed, Router
+from services.gateway.router import Routed, Router, without_key
 from services.gateway.semantic_cache import SemanticCache
 from services.gateway.settings import GatewaySettings
 
@@ -164,6 +165,15 @@ class Gateway:
                         )
                     yield chunk
                 status = "200"
+            except ProviderError as raw:
+                # Headers and the first chunks are already sent, so the status cannot change:
+                # OpenAI's streams end with an error event instead, which the SDKs raise.
+                error = without_key(raw, deployment)
+                log.warning(
+                    "stream_interrupted", alias=alias, deployment=deployment.name, error=str(error)
+                )
+                message = f"The upstream stream of {deployment.name!r} broke off: {error}"
+                yield error_body(message, "upstream_error", "stream_interrupted")
             finally:
                 await self._account(
                     key,

@@ -13,12 +13,12 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import Environment, KitSettings
+from services.common.settings import Environment, HttpAccessSettings, KitSettings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-class GatewaySettings(KitSettings):
+class GatewaySettings(KitSettings, HttpAccessSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     host: str = Field("127.0.0.1", description="Interface to listen on; 0.0.0.0 in a container.")

@@ -3,9 +3,13 @@
     chunks -> numbered sources [1]..[k] -> messages (system, few-shot example, sources + question)
     answer "Use Path() [2]. It validates [7]." -> citation [2] kept, [7] rejected (no source 7)
 
-A citation is valid only if its number is one of the sources the model was shown. When the model
-cites nothing (small models often do not), each answer sentence is attributed to the source it
-overlaps most, and those citations are marked `inferred`, never passed off as the model's own.
+Retrieved text is untrusted: the instructions live only in the system message, the sources are
+fenced in the user message, and a template's delimiter tags are escaped inside any text put
+between them (`escape_tags`, see prompts/answer-v2.yaml), so a document cannot end its block.
+A citation is valid only if its number is one of the sources the model was shown; whatever a
+document told the model, `citation_status` says what the answer's citations are worth. When the
+model cites nothing (small models often do not), each sentence is attributed to the source it
+overlaps most, marked `inferred`; an answer citing only sources that do not exist gets none.
 `support` is the share of answer sentences whose words mostly appear in a cited source: a cheap,
 lexical faithfulness check (an LLM judge does better when a capable model is configured).
 """
@@ -16,6 +20,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict
@@ -44,13 +49,18 @@ class PromptTemplate(BaseModel):
     name: str
     system: str
     examples: list[Example] = []
+    example_source: str = "[{n}] {text}"  # how an example's sources are shown
     source: str
     user: str
+    escape_tags: list[str] = []  # the template's delimiters, neutralised inside inserted text
 
     def messages(self, question: str, hits: list[Hit], max_chars: int = 1200) -> list[ChatMessage]:
         messages: list[ChatMessage] = [{"role": "system", "content": self.system.strip()}]
         for example in self.examples:
-            sources = "\n\n".join(f"[{n}] {text}" for n, text in enumerate(example.sources, 1))
+            sources = "\n\n".join(
+                self.example_source.format(n=n, text=text).strip()
+                for n, text in enumerate(example.sources, 1)
+            )
             messages.append(
                 {
                     "role": "user",
@@ -61,19 +71,30 @@ class PromptTemplate(BaseModel):
         sources = "\n\n".join(
             self.source.format(
                 n=n,
-                title=hit.title,
-                section=" > ".join(hit.heading_path[-2:]),
-                text=hit.text[:max_chars],
+                title=self.escape(hit.title),
+                section=self.escape(" > ".join(hit.heading_path[-2:])),
+                text=self.escape(hit.text[:max_chars]),
             ).strip()
             for n, hit in enumerate(hits, 1)
         )
-        messages.append(
-            {
-                "role": "user",
-                "content": self.user.format(sources=sources, question=question).strip(),
-            }
-        )
+        content = self.user.format(sources=sources, question=self.escape(question))
+        messages.append({"role": "user", "content": content.strip()})
         return messages
+
+    def escape(self, text: str) -> str:
+        """`</source>` in a document becomes `&lt;/source>`: still readable, no longer a tag, so
+        text cannot close the block it sits in or open one (a fake source, a second question)."""
+        if not self.escape_tags:
+            return text
+        return _tag_pattern(tuple(self.escape_tags)).sub("&lt;", text)
+
+
+@cache
+def _tag_pattern(tags: tuple[str, ...]) -> re.Pattern[str]:
+    """A `<` that starts one of `tags`, opening or closing, however spaced or capitalised:
+    `<source`, `</ SOURCES`, `< question`, but not `<sourcecode>` or `a < b`."""
+    names = "|".join(re.escape(tag) for tag in sorted(tags, key=len, reverse=True))
+    return re.compile(rf"<(?=\s*/?\s*(?:{names})\b)", re.IGNORECASE)
 
 
 @cache
@@ -96,6 +117,9 @@ class Citation:
     inferred: bool = False  # attributed by overlap, not cited by the model
 
 
+CitationStatus = Literal["cited", "inferred", "invalid", "uncited", "refused"]
+
+
 @dataclass(frozen=True)
 class CheckedAnswer:
     text: str
@@ -103,6 +127,18 @@ class CheckedAnswer:
     invalid_citations: list[int]  # numbers the model cited that match no source
     support: float  # share of sentences supported by their cited sources (0..1)
     refused: bool
+
+    @property
+    def citation_status(self) -> CitationStatus:
+        """What the citations are worth, worst first: one citation of a source the model was not
+        shown (a hallucination, or a document telling it what to cite) marks the whole answer."""
+        if self.refused:
+            return "refused"
+        if self.invalid_citations:
+            return "invalid"
+        if not self.citations:
+            return "uncited"
+        return "inferred" if any(c.inferred for c in self.citations) else "cited"
 
 
 def check(answer: str, hits: list[Hit]) -> CheckedAnswer:
@@ -113,11 +149,18 @@ def check(answer: str, hits: list[Hit]) -> CheckedAnswer:
     cited = [int(n) for n in _MARKER.findall(text)]
     invalid = sorted({n for n in cited if not 1 <= n <= len(hits)})
     valid = list(dict.fromkeys(n for n in cited if 1 <= n <= len(hits)))
-    inferred = not valid
+    # Infer citations only for an answer that cites nothing. One that cites only sources it was
+    # not shown keeps none: attributing it by overlap would launder, say, text a document
+    # injected ("reply X and cite [9]") into an answer that looks sourced.
+    inferred = not cited
     sentences = [s for s in _SENTENCE.split(text) if s.strip()]
     support_by_sentence = []
     for sentence in sentences:
-        numbers = [int(n) for n in _MARKER.findall(sentence) if 1 <= int(n) <= len(hits)]
+        markers = [int(n) for n in _MARKER.findall(sentence)]
+        numbers = [n for n in markers if 1 <= n <= len(hits)]
+        if markers and not numbers:  # cites only missing sources: supported by none
+            support_by_sentence.append(False)
+            continue
         if not numbers:  # uncited sentence: the best-overlapping source, if any overlaps
             best = max(
                 range(len(hits)), key=lambda i: _overlap(sentence, hits[i].text), default=None

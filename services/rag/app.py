@@ -5,6 +5,7 @@
 The model is reached through the gateway: GATEWAY_URL when set, else a gateway started inside
 this process (embedded mode). So are the embeddings when KIT_EMBEDDER=gateway:ALIAS; by default
 MiniLM runs in this process. Tests pass their own `llm`, `store` and `embedder`.
+Qdrant being down does not stop start-up: /readyz and /ask answer 503 saying why, until it is back.
 Each /ask question also goes to the query log (RAG_QUERY_LOG), the sample store `kit drift` reads.
 """
 
@@ -14,12 +15,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from starlette.responses import JSONResponse
 
 from pipelines.drift.store import QueryLog
-from pipelines.ingest.index import ChunkStore, open_client
+from pipelines.ingest.index import ChunkStore, StoreUnavailableError, open_client
 from pipelines.rerank import load_reranker
 from services.common.embedded import EmbeddedServer
 from services.common.embedders import Embedder, GatewayEmbedder, gateway_model
@@ -27,19 +27,23 @@ from services.common.errors import KitError
 from services.common.gateway_client import (
     AsyncGatewayClient,
     GatewayClient,
-    GatewayRequestError,
     start_embedded_gateway,
 )
+from services.common.http_security import add_http_security
 from services.common.local_models import load_embedder
-from services.common.logging import configure_logging
+from services.common.logging import configure_logging, get_logger
 from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, add_metrics_route
 from services.common.request_id import RequestIdMiddleware
+from services.common.request_limits import BodySizeLimitMiddleware
 from services.common.settings import load_settings
 from services.rag.answer import load_prompt
+from services.rag.errors import install_error_handlers
 from services.rag.metrics import RagMetrics
 from services.rag.routes import ask, health, ingest
 from services.rag.service import AsyncLLM, RagService
 from services.rag.settings import RagSettings
+
+log = get_logger("rag")
 
 
 def create_app(
@@ -78,15 +82,17 @@ def create_app(
         else None
     )
 
-    @app.exception_handler(GatewayRequestError)
-    async def model_failed(_: Request, exc: GatewayRequestError) -> JSONResponse:
-        body = {
-            "error": {"type": "model_unavailable", "message": str(exc), "code": None, "param": None}
-        }
-        return JSONResponse(body, status_code=502 if exc.status >= 500 else exc.status)
+    install_error_handlers(app)  # the body's shape, 4xx and model failures: services/rag/errors.py
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        fix="send a shorter question, ingest a folder instead of many paths, or raise "
+        "RAG_MAX_BODY_BYTES.",
+    )
 
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry, service="rag"))
     app.add_middleware(RequestIdMiddleware)
+    add_http_security(app, settings)  # host check and CORS: before anything else runs
     for module in (ask, ingest, health):
         app.include_router(module.router)
     add_metrics_route(app, registry)
@@ -125,11 +131,18 @@ async def rag_service(
             )
         elif embedder is None:
             embedder = await asyncio.to_thread(load_embedder, settings)
-        chunk_store.check_embedder(embedder.name)
         reranker = await asyncio.to_thread(load_reranker, settings.rerank_model)
         model = llm if llm is not None else client
         assert model is not None  # one of the two, by construction
-        yield RagService(settings, chunk_store, embedder, model, metrics, reranker)
+        service = RagService(settings, chunk_store, embedder, model, metrics, reranker)
+        try:  # a mismatched embedder stops start-up; Qdrant being down does not (see below)
+            await asyncio.to_thread(service.check_embedder)
+        except StoreUnavailableError as exc:
+            # Start anyway: /readyz answers 503 with the reason, /ask answers 503, and both
+            # recover on their own once Qdrant is back, with no restart (a crash loop would
+            # only hide the reason behind a restart counter).
+            log.warning("qdrant_unavailable_at_start", error=str(exc))
+        yield service
     finally:
         if client is not None:
             await client.aclose()

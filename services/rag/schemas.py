@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# A metadata field name, dotted for nested fields ("meta.owner.team"). Qdrant rejects a payload
+# path with spaces, an empty part or ".." ("Invalid path", which was a 500 before this pattern).
+FilterKey = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=64)
+]
+FilterValue = Annotated[str, StringConstraints(max_length=512)]
 
 
 class AskRequest(BaseModel):
@@ -10,7 +19,11 @@ class AskRequest(BaseModel):
 
     question: str = Field(min_length=1, max_length=4000)
     k: int | None = Field(None, ge=1, le=50, description="Chunks to retrieve (default RAG_K).")
-    filters: dict[str, str] = Field(default_factory=dict, description="Metadata equality filters.")
+    filters: dict[FilterKey, FilterValue] = Field(
+        default_factory=dict,
+        max_length=16,
+        description='Metadata equality filters: {"category": "tutorial"}.',
+    )
 
 
 class CitationOut(BaseModel):
@@ -39,6 +52,12 @@ class AskResponse(BaseModel):
     citations: list[CitationOut]
     invalid_citations: list[int]
     support: float = Field(description="Share of answer sentences supported by cited sources.")
+    citation_status: Literal["cited", "inferred", "invalid", "uncited", "refused"] = Field(
+        description="cited: the model cited only sources it was shown; inferred: it cited none, "
+        "so sources were attributed by word overlap; invalid: it cited a source it was not "
+        "shown (see invalid_citations); uncited: no citation and no overlapping source. Show "
+        "anything but `cited` with a warning."
+    )
     contexts: list[ContextOut]
     latency_ms: dict[str, float]
     model: str | None

@@ -81,6 +81,23 @@ class RagService:
         self.prompt = load_prompt(settings.prompt)
         self.jobs: dict[str, IngestJob] = {}
         self._ingesting = threading.Lock()
+        self._embedder_checked = False
+
+    def check_embedder(self) -> None:
+        """Check (once) that the collection was built with this service's embedder.
+
+        Start-up runs it when Qdrant answers; when Qdrant is down the service starts anyway
+        (so /readyz can say why it is not ready), and the check runs before the first search.
+        Raises `StoreUnavailableError` while Qdrant is down, `ConfigError` on a mismatch.
+        """
+        if not self._embedder_checked:
+            self.store.check_embedder(self.embedder.name)
+            self._embedder_checked = True
+
+    def count_chunks(self) -> int:
+        """The chunks in the collection, ready to search (what /readyz reports)."""
+        self.check_embedder()
+        return self.store.count()
 
     async def ask(
         self, question: str, *, k: int | None = None, filters: Mapping[str, str] | None = None
@@ -145,8 +162,10 @@ class RagService:
         reranker = self.retriever.reranker
         depth = max(k, self.settings.rerank_depth) if reranker else k
         mode = self.settings.mode
-        hits = self.retriever.first_stage(question, k=depth, mode=mode, filters=filters)
-        best = self.retriever.first_stage(question, k=1, mode="dense", filters=filters)
+        self.check_embedder()
+        with self.store.outages_reported():  # the retriever calls Qdrant's client directly
+            hits = self.retriever.first_stage(question, k=depth, mode=mode, filters=filters)
+            best = self.retriever.first_stage(question, k=1, mode="dense", filters=filters)
         retrieved = time.perf_counter()
         self.metrics.stage.labels("retrieve").observe(retrieved - started)
         latency = {"retrieve": round((retrieved - started) * 1000, 2)}

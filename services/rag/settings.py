@@ -8,10 +8,10 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import KitSettings
+from services.common.settings import HttpAccessSettings, KitSettings
 
 
-class RagSettings(KitSettings):
+class RagSettings(KitSettings, HttpAccessSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_")
 
     host: str = Field("127.0.0.1", description="Interface to listen on; 0.0.0.0 in a container.")
@@ -32,9 +32,14 @@ class RagSettings(KitSettings):
         "stage's candidates; unset: no reranking. None ships with the kit (pipelines/rerank.py).",
     )
     rerank_depth: int = Field(20, ge=1, le=200, description="Candidates the reranker rescores.")
-    prompt: str = Field("answer-v1", description="Prompt template in services/rag/prompts/.")
+    prompt: str = Field("answer-v2", description="Prompt template in services/rag/prompts/.")
     model: str = Field("local", description="The gateway model alias that writes answers.")
     max_tokens: int = Field(256, ge=16, le=4096)
+    # The largest sensible /ask is a 4,000-character question (at most 16 KB of UTF-8) plus a few
+    # filters; 64 KiB leaves room for that and for a few hundred /ingest paths.
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1_024, le=10_000_000, description="Larger request bodies get a 413."
+    )
     ingest_roots: list[Path] = Field(
         default_factory=lambda: [Path("data")],
         description='Folders POST /ingest may read, as JSON: ["data", "/srv/docs"].',

@@ -61,9 +61,16 @@ def images(docker: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
 
 
 def run_once(docker: Any, image: Any, *command: str, **options: Any) -> str:
-    """Run `command` in a fresh container of `image` and return its output."""
+    """Run `command` in a fresh container of `image`, read-only but for /tmp and its volumes, as
+    docker-compose.yml runs jobs, and return its output."""
     output: bytes = docker.containers.run(
-        image, list(command), network_mode="host", remove=True, **options
+        image,
+        list(command),
+        network_mode="host",
+        remove=True,
+        read_only=True,
+        tmpfs={"/tmp": ""},
+        **options,
     )
     return output.decode().strip()
 

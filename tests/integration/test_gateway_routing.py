@@ -136,7 +136,11 @@ def test_unknown_models_and_bad_bodies_get_openai_style_errors(
         )
         greedy = client.post("/v1/chat/completions", json=chat_body(max_tokens=5000), headers=AUTH)
         huge = client.post("/v1/chat/completions", json=chat_body("x" * 5000), headers=AUTH)
-        not_json = client.post("/v1/chat/completions", content=b"{nope", headers=AUTH)
+        not_json = client.post(
+            "/v1/chat/completions",
+            content=b"{nope",
+            headers=AUTH | {"content-type": "application/json"},
+        )
 
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
     assert "chain" in unknown.json()["error"]["message"]  # lists what is available

@@ -76,7 +76,8 @@ def test_an_answer_with_checked_citations_contexts_and_timings(
     assert body["contexts"][0]["doc_id"] == "background.md"
     assert set(body["latency_ms"]) == {"retrieve", "generate", "total"}
     prompt = upstream.requests[-1].body["messages"][-1]["content"]
-    assert "[1] Background Tasks" in prompt and "When do background tasks run?" in prompt
+    assert '<source id="1">\nBackground Tasks' in prompt
+    assert "<question>When do background tasks run?</question>" in prompt
 
 
 def test_an_off_topic_question_is_refused_without_calling_the_model(

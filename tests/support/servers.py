@@ -11,11 +11,13 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Literal
 
 import pytest
 
@@ -94,12 +96,9 @@ def running(
                 process.wait()
 
 
-@contextmanager
-def redis_server(tmp_path: Path) -> Iterator[str]:
-    """A real redis-server on a free loopback port, with no persistence; yields its URL."""
-    binary = require_tool("redis-server", "apt-get install redis-server (or brew install redis)")
-    port = free_port()
-    command = [
+def _redis_command(binary: str, port: int, folder: Path) -> list[str]:
+    """redis-server on 127.0.0.1:`port`, with no persistence (each start begins empty)."""
+    return [
         binary,
         "--port",
         str(port),
@@ -110,10 +109,61 @@ def redis_server(tmp_path: Path) -> Iterator[str]:
         "--appendonly",
         "no",
         "--dir",
-        str(tmp_path),
+        str(folder),
     ]
-    with running(command, port, tmp_path / "redis.log"):
+
+
+@contextmanager
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port, with no persistence; yields its URL."""
+    binary = require_tool("redis-server", "apt-get install redis-server (or brew install redis)")
+    port = free_port()
+    with running(_redis_command(binary, port, tmp_path), port, tmp_path / "redis.log"):
         yield f"redis://127.0.0.1:{port}/0"
+
+
+class StoppableRedis:
+    """A real redis-server that a test stops and starts again on the same port: a Redis outage.
+
+    Without persistence, a restarted server begins empty, as a Redis that lost its data would.
+    """
+
+    def __init__(self, binary: str, folder: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._binary = binary
+        self._folder = folder
+        self._starts = 0
+        self._process: ExitStack | None = None
+
+    def start(self) -> None:
+        if self._process is not None:
+            raise RuntimeError("redis-server is already running; stop() it first")
+        self._starts += 1
+        log_path = self._folder / f"redis-{self._starts}.log"  # one log per run, for post-mortems
+        stack = ExitStack()
+        stack.enter_context(
+            running(_redis_command(self._binary, self.port, self._folder), self.port, log_path)
+        )
+        self._process = stack
+
+    def stop(self) -> None:
+        """Terminate the server and wait until it has exited (its port refuses connections)."""
+        if self._process is not None:
+            self._process.close()
+            self._process = None
+
+
+@contextmanager
+def stoppable_redis_server(tmp_path: Path) -> Iterator[StoppableRedis]:
+    """A started `StoppableRedis`, stopped when the block ends whatever state the test left."""
+    binary = require_tool("redis-server", "apt-get install redis-server (or brew install redis)")
+    server = StoppableRedis(binary, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def mlflow_server(port: int, backend_uri: str, *options: str) -> tuple[list[str], dict[str, str]]:
@@ -153,3 +203,39 @@ def create_gateway_key(kit: str, env: dict[str, str], cwd: Path, *options: str) 
         check=True,
     )
     return created.stdout.strip().splitlines()[-1]
+
+
+@contextmanager
+def misbehaving_server(mode: Literal["close", "silent"]) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that is not the server a client expects; yields its port.
+
+    close:  accepts each connection and closes it at once (a crashing or restarting server)
+    silent: accepts and never answers (a hung server, or a dropped network): clients must time out
+    For "nothing listens" (connection refused), use `free_port()` and start nothing.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)  # lets the thread notice the block has ended
+    held: list[socket.socket] = []
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            if mode == "close":
+                connection.close()
+            else:
+                held.append(connection)
+
+    thread = threading.Thread(target=serve, daemon=True, name=f"misbehaving-{mode}")
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stopping.set()
+        thread.join(timeout=5)
+        for connection in held:
+            connection.close()
+        listener.close()

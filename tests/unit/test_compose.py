@@ -65,6 +65,17 @@ def test_ports_are_published_on_loopback_only() -> None:
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
 
 
+def test_the_kits_containers_have_a_read_only_root_and_services_answer_their_compose_name() -> None:
+    for name in KIT_SERVICES:
+        assert SERVICES[name].get("read_only") is True, f"{name} can write its root filesystem"
+        assert SERVICES[name].get("tmpfs") == ["/tmp"], name
+    # Other containers call a service by its compose name; it must answer to that Host header.
+    for name in KIT_SERVICES - JOBS:
+        prefix = name.upper()
+        hosts = SERVICES[name]["environment"][f"{prefix}_TRUSTED_HOSTS"].split(",")
+        assert name in hosts and "localhost" in hosts, name
+
+
 def test_named_volumes_are_declared_and_every_declared_one_is_used() -> None:
     declared = set(COMPOSE["volumes"])
     used: set[str] = set()

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[2]
+CHECK_JSONSCHEMA = str(Path(sys.executable).with_name("check-jsonschema"))
 
 
 def test_the_layout_fixed_by_the_design_card_exists() -> None:
@@ -86,6 +89,35 @@ def test_docker_compose_follows_the_compose_specification() -> None:
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_github_ci_runs_the_same_commands_and_audits_the_pins() -> None:
+    for schema, path in [
+        ("vendor.github-workflows", ".github/workflows/ci.yml"),
+        ("vendor.dependabot", ".github/dependabot.yml"),
+    ]:
+        result = subprocess.run(
+            [CHECK_JSONSCHEMA, "--builtin-schema", schema, str(REPO / path)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    jobs = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())["jobs"]
+    runs = {
+        name: [step["run"] for step in job["steps"] if "run" in step] for name, job in jobs.items()
+    }
+    assert runs == {"test": ["bash .ci/run"], "audit": ["make audit"]}
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "audit", "AUDIT_IGNORE=GHSA-xxxx-yyyy-zzzz"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    command = " ".join(dry_run.replace("\\\n", " ").split())
+    for option in ("pip-audit --requirement constraints.txt", "--strict", "--ignore-vuln GHSA-"):
+        assert option in command, option
 
 
 def test_setup_is_up_to_date_after_it_ran() -> None:

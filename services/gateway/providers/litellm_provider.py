@@ -32,6 +32,9 @@ def import_litellm() -> Any:
     import litellm
 
     litellm.telemetry = False
+    # Otherwise each failed call also print()s a "Give Feedback / Get Help" banner to stdout,
+    # outside logging: raw text among the JSON log lines, which log shippers cannot parse.
+    litellm.suppress_debug_info = True
     return litellm
 
 

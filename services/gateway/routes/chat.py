@@ -5,12 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
+from services.common.errors import ERROR_RESPONSES
+from services.common.request_limits import StrictJSONRoute
 from services.gateway.deps import GatewayDep, KeyDep
 from services.gateway.errors import InvalidRequest
 from services.gateway.responses import json_response, sse
 from services.gateway.schemas import ChatCompletionRequest
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute, responses=ERROR_RESPONSES)
 
 
 @router.post("/v1/chat/completions")

@@ -9,12 +9,14 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from services.common.errors import ERROR_RESPONSES
+from services.common.request_limits import StrictJSONRoute
 from services.gateway.deps import GatewayDep, KeyDep
 from services.gateway.errors import InvalidRequest
 from services.gateway.responses import json_response
 from services.gateway.schemas import EmbeddingRequest
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute, responses=ERROR_RESPONSES)
 
 MAX_INPUTS = 2048  # OpenAI's own limit per request
 

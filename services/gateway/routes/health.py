@@ -1,4 +1,8 @@
-"""GET /healthz (the process is alive) and GET /readyz (it can serve: models loaded, Redis up)."""
+"""GET /healthz (the process is alive) and GET /readyz (it can serve: local models loaded).
+
+/readyz also reports Redis, but a gateway without Redis still serves (from memory, see
+`redis_health.py`), so Redis down makes it "degraded", not "not ready".
+"""
 
 from __future__ import annotations
 
@@ -17,16 +21,23 @@ async def healthz() -> Response:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
-    """503 until the local models are loaded; 503 when Redis is configured but unreachable."""
+    """503 until the local models are loaded; 200 "degraded" while Redis is unreachable.
+
+    Why 200 when Redis is down: this replica still serves, with its own cache and limits. Every
+    replica loses the same Redis at the same moment, so a 503 would take them all out of the load
+    balancer at once: a Redis blip would become a gateway outage. The alert on gateway_redis_up
+    tells a person instead.
+    """
     state = request.app.state
     warm = "ready" if state.warm.is_set() else "loading"
     checks: dict[str, str] = {"local_models": state.warm_error or warm}
-    if state.settings.redis_url is not None:
-        try:
-            checks["redis"] = "ready" if await state.gateway.limits.ping() else "unreachable"
-        except Exception as exc:  # a readiness probe reports, it does not raise
-            checks["redis"] = f"unreachable ({type(exc).__name__})"
+    if state.redis is not None:
+        checks["redis"] = await state.redis.check()  # "ready" or "degraded (why)"
     resting = state.gateway.router.resting()
-    ready = all(value == "ready" for value in checks.values())
-    body = {"status": "ready" if ready else "not ready", "checks": checks, "resting": resting}
-    return json_response(body, status_code=200 if ready else 503)
+    if checks["local_models"] != "ready":
+        status, code = "not ready", 503
+    elif all(value == "ready" for value in checks.values()):
+        status, code = "ready", 200
+    else:
+        status, code = "degraded", 200
+    return json_response({"status": status, "checks": checks, "resting": resting}, code)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from services.common.errors import ERROR_RESPONSES
 from services.gateway.deps import GatewayDep, KeyDep
 from services.gateway.responses import json_response
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 @router.get("/v1/models")

@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, BackgroundTasks
 
 from pipelines.drift.store import QueryLog, QueryRecord
+from services.common.errors import ERROR_RESPONSES
 from services.common.logging import get_logger
+from services.common.request_limits import StrictJSONRoute
 from services.rag.deps import QueryLogDep, ServiceDep
 from services.rag.schemas import AskRequest, AskResponse, CitationOut, ContextOut
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute, responses=ERROR_RESPONSES)
 log = get_logger("rag")
 
 
@@ -43,6 +45,7 @@ async def ask(
         citations=[CitationOut(**c.__dict__) for c in result.answer.citations],
         invalid_citations=result.answer.invalid_citations,
         support=result.answer.support,
+        citation_status=result.answer.citation_status,
         contexts=[
             ContextOut(
                 chunk_id=h.chunk_id,

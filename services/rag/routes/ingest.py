@@ -1,7 +1,8 @@
 """POST /ingest starts an ingestion job; GET /ingest/{id} reports its status and report.
 
 Only paths under RAG_INGEST_ROOTS may be ingested: an HTTP client must not be able to make the
-server read any file it can reach.
+server read any file it can reach. A path the OS cannot even look up (a NUL byte, a name over 255
+bytes) is the client's mistake, so it is a 400 too, not the OSError it raises.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
 
+from services.common.errors import ERROR_RESPONSES
+from services.common.request_limits import StrictJSONRoute
 from services.rag.deps import ServiceDep
 from services.rag.schemas import IngestJobOut, IngestRequest
 from services.rag.service import IngestJob
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute, responses=ERROR_RESPONSES)
 
 
 def _out(job: IngestJob) -> IngestJobOut:
@@ -28,13 +31,19 @@ async def start_ingest(body: IngestRequest, service: ServiceDep) -> IngestJobOut
     roots = [root.resolve() for root in service.settings.ingest_roots]
     paths = []
     for raw in body.paths:
-        path = Path(raw).resolve()
+        shown = raw if len(raw) <= 200 else raw[:200] + "..."  # echo a path, not a megabyte
+        try:
+            path = Path(raw).resolve()
+            exists = path.exists()
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else exc
+            raise HTTPException(400, f"{shown!r} is not a usable path ({reason})") from None
         if not any(path.is_relative_to(root) for root in roots):
             raise HTTPException(
-                400, f"{raw} is outside RAG_INGEST_ROOTS ({', '.join(map(str, roots))})"
+                400, f"{shown} is outside RAG_INGEST_ROOTS ({', '.join(map(str, roots))})"
             )
-        if not path.exists():
-            raise HTTPException(400, f"{raw} does not exist")
+        if not exists:
+            raise HTTPException(400, f"{shown} does not exist")
         paths.append(path)
     return _out(service.start_ingest(paths, body.prune))
 
