@@ -31,6 +31,8 @@ from pathlib import Path
 import httpx
 import yaml
 
+from tests.support.fake_openai import gateway_models
+
 REPO = Path(__file__).resolve().parents[2]
 PROXY_VENV = REPO / ".bench" / "litellm-proxy"
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
@@ -177,20 +179,7 @@ def main() -> None:
     upstream_port, gateway_port, proxy_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{upstream_port}/v1"
     key = "sk-kit-bench-" + "x" * 32
-    models = {
-        "default_model": "bench",
-        "routing": {"retries": {"rate_limit": 0, "server_error": 0, "timeout": 0, "connection": 0}},
-        "deployments": {
-            "fake": {
-                "provider": "openai",
-                "model": "fake-model",
-                "api_base": upstream,
-                "price": {"input_per_mtok": 0.15, "output_per_mtok": 0.6},
-            }
-        },
-        "models": {"bench": ["fake"]},
-    }
-    (work / "models.yaml").write_text(yaml.safe_dump(models))
+    (work / "models.yaml").write_text(yaml.safe_dump(gateway_models(upstream)))
     from services.gateway.auth import hash_key
 
     (work / "keys.yaml").write_text(

@@ -29,6 +29,7 @@ import yaml
 
 from tests.load import summary
 from tests.load.summary import LocustTotals, RssBound, RssSeries
+from tests.support.fake_openai import gateway_models
 from tests.support.servers import create_gateway_key, free_port, running
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,32 +127,6 @@ def locust(
     if not stats.exists():
         raise RuntimeError(f"locust wrote no statistics; see {log_path}")
     return summary.read_locust_stats(stats), samples
-
-
-def gateway_models(upstream: str) -> dict[str, object]:
-    """A models file with one chat and one embedding alias, both answered by the fake upstream."""
-    price = {"input_per_mtok": 0.15, "output_per_mtok": 0.6}  # keeps the cost path exercised
-    return {
-        "default_model": "bench",
-        # No retries: a failed upstream call must show up as a failed request, not be hidden.
-        "routing": {"retries": {"rate_limit": 0, "server_error": 0, "timeout": 0, "connection": 0}},
-        "deployments": {
-            "fake": {
-                "provider": "openai",
-                "model": "fake-model",
-                "api_base": upstream,
-                "price": price,
-            },
-            "fake-embed": {
-                "provider": "openai",
-                "model": "fake-embed",
-                "task": "embedding",
-                "api_base": upstream,
-                "price": price,
-            },
-        },
-        "models": {"bench": ["fake"], "bench-embed": ["fake-embed"]},
-    }
 
 
 def main() -> int:

@@ -407,6 +407,33 @@ def benchmark_app() -> Starlette:
     return upstream.app
 
 
+def gateway_models(upstream: str) -> dict[str, object]:
+    """A models file for `kit serve gateway` in front of the served fake (`make bench-gateway`,
+    `make load`): chat alias `bench` and embedding alias `bench-embed`, both answered by it."""
+    price = {"input_per_mtok": 0.15, "output_per_mtok": 0.6}  # keeps the cost path exercised
+    return {
+        "default_model": "bench",
+        # No retries: a failed upstream call must show up as a failed request, not be hidden.
+        "routing": {"retries": {"rate_limit": 0, "server_error": 0, "timeout": 0, "connection": 0}},
+        "deployments": {
+            "fake": {
+                "provider": "openai",
+                "model": "fake-model",
+                "api_base": upstream,
+                "price": price,
+            },
+            "fake-embed": {
+                "provider": "openai",
+                "model": "fake-embed",
+                "task": "embedding",
+                "api_base": upstream,
+                "price": price,
+            },
+        },
+        "models": {"bench": ["fake"], "bench-embed": ["fake-embed"]},
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tests.support.fake_openai",
