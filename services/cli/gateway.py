@@ -25,13 +25,29 @@ def create_key(
     rpm: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option(min=1, help="Tokens per minute.")] = None,
     budget: Annotated[float | None, typer.Option(min=0, help="Total USD budget.")] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Keys of one tenant share cached answers (default: the key's id)."),
+    ] = None,
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option(min=1, help="Requests in flight at once (default GATEWAY_MAX_CONCURRENT)."),
+    ] = None,
 ) -> None:
     """Create a key and print it once; only its SHA-256 is stored."""
     from services.gateway.auth import add_key
 
     settings = load_settings(GatewaySettings, **state(ctx).overrides)
     path = settings.resolved_keys_file
-    key = add_key(path, key_id, rpm=rpm, tpm=tpm, budget_usd=budget)
+    key = add_key(
+        path,
+        key_id,
+        rpm=rpm,
+        tpm=tpm,
+        budget_usd=budget,
+        tenant=tenant,
+        max_concurrent=max_concurrent,
+    )
     console.print(f"Created key [bold]{key_id}[/] in {path}. Store it now; it is not shown again:")
     print(key)
 
@@ -44,11 +60,26 @@ def list_keys(ctx: typer.Context) -> None:
 
     settings = load_settings(GatewaySettings, **state(ctx).overrides)
     table = Table(box=None, pad_edge=False)
-    for column in ("id", "rpm", "tpm", "budget (USD)"):
+    for column in ("id", "tenant", "rpm", "tpm", "budget (USD)", "concurrent"):
         table.add_column(column)
-    for key in load_keys(settings.resolved_keys_file).keys:
-        table.add_row(key.id, str(key.rpm or "-"), str(key.tpm or "-"), str(key.budget_usd or "-"))
+    for key in load_keys(settings.resolved_keys_file):
+        limits = (key.rpm, key.tpm, key.budget_usd, key.max_concurrent)
+        table.add_row(key.id, key.tenant_id, *(str(value or "-") for value in limits))
     console.print(table)
+
+
+@keys_app.command("revoke")
+@exits_on_kit_error
+def revoke(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="The id of the key to remove.")],
+) -> None:
+    """Remove a key. A running gateway reading this file refuses it within about a second."""
+    from services.gateway.auth import revoke_key
+
+    settings = load_settings(GatewaySettings, **state(ctx).overrides)
+    revoke_key(settings.resolved_keys_file, key_id)
+    console.print(f"Revoked [bold]{key_id}[/] in {settings.resolved_keys_file}.")
 
 
 @app.command("models")

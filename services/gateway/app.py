@@ -25,7 +25,7 @@ from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, add_metr
 from services.common.request_id import RequestIdMiddleware
 from services.common.request_limits import BodySizeLimitMiddleware
 from services.common.settings import load_settings
-from services.gateway.auth import KeyStore, load_keys
+from services.gateway.auth import ApiKey, KeyStore, watch_keys
 from services.gateway.cache import CacheBackend, MemoryCache, RedisCache
 from services.gateway.config import load_models
 from services.gateway.errors import install_error_handlers
@@ -48,7 +48,7 @@ def create_app(
     *,
     local: LocalClient | None = None,
     environ: Mapping[str, str] | None = None,
-    keys: KeyStore | None = None,
+    keys: KeyStore[ApiKey] | None = None,
 ) -> FastAPI:
     """Build the gateway. `local` shares already-loaded local models (tests, embedded mode);
     `environ` is where provider keys are read from (default: the process environment);
@@ -58,7 +58,7 @@ def create_app(
     # Fail fast, before serving: a broken models or keys file stops start-up with its message.
     gateway_models = load_models(settings.models_file, os.environ if environ is None else environ)
     if keys is None:
-        keys = KeyStore(load_keys(settings.resolved_keys_file).keys)
+        keys = watch_keys(settings.resolved_keys_file)
     if settings.auth == "keys" and not len(keys):
         log.warning(
             "no_api_keys",
@@ -73,7 +73,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis: RedisLink | None = None
         if settings.redis_url is not None:
-            redis = RedisLink(str(settings.redis_url), on_change=metrics.redis_up.set)
+            redis = RedisLink(settings.redis_url.get_secret_value(), on_change=metrics.redis_up.set)
             # Redis down at start-up is not fatal: the gateway starts degraded (memory, logged,
             # /readyz says so) and switches to Redis when it answers. Refusing to start would turn
             # a Redis outage plus one pod restart into a gateway outage.
@@ -108,7 +108,14 @@ def create_app(
                 ),
             )
         app.state.gateway = Gateway(
-            settings, router, cache, Limits(redis), Budgets(redis), Pricing(), metrics, semantic
+            settings,
+            router,
+            cache,
+            Limits(redis),
+            Budgets(redis, hold_s=settings.budget_hold_s),
+            Pricing(),
+            metrics,
+            semantic,
         )
         # Load local models in the background; /readyz answers 503 until they are in memory.
         app.state.warm = asyncio.Event()
@@ -166,8 +173,10 @@ async def _warm_up(providers: list[LocalProvider], state: State) -> None:
     for provider in providers:
         try:
             await asyncio.to_thread(provider.warm_up)
-        except Exception as exc:
-            state.warm_error = f"{provider.model}: {type(exc).__name__}: {exc}"
+        except Exception:
+            # /readyz is unauthenticated: it names the model, and the log holds the exception
+            # (its text may carry server paths or library internals).
+            state.warm_error = f"{provider.model} failed to load (see event local_model_failed)"
             log.exception("local_model_failed", model=provider.model)
             return
     state.warm.set()

@@ -1,17 +1,23 @@
 """The exact-match response cache, and single flight for identical requests in progress.
 
-Key: a SHA-256 of the normalised request: the model alias plus every parameter that changes the
-answer, in a canonical JSON form (sorted keys), so `{"temperature": 0, "model": "x"}` and
-`{"model": "x", "temperature": 0.0}` share an entry. `stream` and `user` are left out: they do
-not change the answer. Only deterministic requests (temperature 0) are cached by default; a
-sampled answer is meant to vary. A client skips the cache with `Cache-Control: no-cache`.
+Key: a SHA-256 of the caller's tenant and the normalised request: the model alias plus every
+parameter that changes the answer, in a canonical JSON form (sorted keys), so
+`{"temperature": 0, "model": "x"}` and `{"model": "x", "temperature": 0.0}` share an entry.
+`stream` and `user` are left out: they do not change the answer. Only deterministic requests
+(temperature 0) are cached by default; a sampled answer is meant to vary. A client skips the
+cache with `Cache-Control: no-cache`.
+
+Why the tenant is in the key: without it, one key is served answers another key paid for, and
+can learn what others asked by sending a guess and reading `x-kit-cache: hit`. Keys of one
+tenant share entries (services/gateway/auth.py); each key is its own tenant by default.
 
 Entries live in this process (a TTL + LRU map) or in Redis when `REDIS_URL` is set, where every
 replica shares them. While Redis is unreachable, the Redis cache uses this replica's memory
 instead (see `redis_health.py`): fewer hits, never an error.
 
-Single flight: when a burst of identical cacheable requests arrives before the first is answered,
-only the first goes upstream; the others wait for its answer. A burst costs one upstream call.
+Single flight: when a burst of identical cacheable requests of one tenant arrives before the first
+is answered, only the first goes upstream; the others wait for its answer. A burst costs one
+upstream call.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ T = TypeVar("T")
 _NOT_IN_KEY = frozenset({"stream", "stream_options", "user", "metadata"})
 
 
-def cache_key(alias: str, body: dict[str, Any]) -> str:
+def cache_key(tenant: str, alias: str, body: dict[str, Any]) -> str:
     normalised = {k: v for k, v in body.items() if k not in _NOT_IN_KEY and v is not None}
     normalised["model"] = alias
+    normalised[" tenant"] = tenant  # a name no request field can have
     if "temperature" in normalised:
         normalised["temperature"] = float(normalised["temperature"])
     return hashlib.sha256(orjson.dumps(normalised, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -53,6 +53,13 @@ class Deployment(_Strict):
     api_key_env: str | None = Field(None, description="Variable holding the API key.")
     timeout_s: float = Field(60.0, gt=0, le=600)
     price: Price | None = None
+    remote_media_urls: bool = Field(
+        False,
+        description="Pass http(s) image and file URLs in messages on to this deployment. Only "
+        "where the provider's servers fetch them (OpenAI's API): LiteLLM downloads them itself "
+        "for Anthropic, Gemini, Bedrock and Ollama, from the gateway's network, and a "
+        "self-hosted server (vLLM) fetches them from its own.",
+    )
 
     @model_validator(mode="after")
     def _registry_uri(self) -> Deployment:

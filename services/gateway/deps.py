@@ -30,7 +30,7 @@ async def get_key(request: Request) -> ApiKey:
             "Missing API key: send the header 'Authorization: Bearer <key>'. "
             "An operator creates keys with `kit gateway keys create`."
         )
-    keys: KeyStore = request.app.state.keys
+    keys: KeyStore[ApiKey] = request.app.state.keys
     key = keys.find(token.strip())
     if key is None:
         raise AuthenticationFailed("Invalid API key.")

@@ -4,7 +4,8 @@
     ├── InvalidRequest        400/413  the request breaks a limit; the message says which to change
     ├── AuthenticationFailed  401      no key, or an unknown one
     ├── RateLimited           429      the key's requests or tokens per minute; with Retry-After
-    ├── BudgetExceeded        429      the key's USD budget is spent (OpenAI's insufficient_quota)
+    ├── BudgetExceeded        429      the key's USD budget would be passed (insufficient_quota)
+    ├── ConcurrencyLimited    429      the key has its limit of requests in flight; Retry-After 1
     ├── UnknownModel          404      no such alias, or none of its deployments is enabled
     ├── UpstreamBadRequest    400      a provider refused the request itself: it would fail anywhere
     └── AllDeploymentsFailed  502/504  every deployment failed (504 when the last one timed out)
@@ -32,6 +33,13 @@ if TYPE_CHECKING:
     from services.gateway.providers.base import ProviderError
 
 log = get_logger("gateway")
+
+# What a client is told about a field the gateway does not accept (services/gateway/schemas.py).
+REFUSED_FIELD = (
+    "not accepted by this gateway. It forwards only the OpenAI parameters it lists (see its "
+    "API docs at /docs); where a request goes and with which credentials is set by the "
+    "gateway's operator, never by a request."
+)
 
 
 class GatewayError(KitError):
@@ -73,6 +81,16 @@ class BudgetExceeded(GatewayError):
     status = 429
     type = "insufficient_quota"
     code = "budget_exceeded"
+
+
+class ConcurrencyLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "concurrency_limit_exceeded"
+
+    def __init__(self, message: str) -> None:
+        # A request in flight typically ends within seconds: retry soon.
+        super().__init__(message, headers={"retry-after": "1"})
 
 
 class UnknownModel(GatewayError):
@@ -117,7 +135,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_: Request, exc: RequestValidationError) -> Response:
         problems = [
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: "
+            + (REFUSED_FIELD if e["type"] == "extra_forbidden" else e["msg"])
             for e in exc.errors()
         ]
         first = exc.errors()[0] if exc.errors() else {}

@@ -64,8 +64,16 @@ class GatewayMetrics:
         )
         self.rejected = Counter(
             "gateway_rejected",
-            "Requests refused by a key's limits (rpm, tpm, budget).",
+            "Requests refused by a key's limits (rate, budget, concurrency).",
             ["key_id", "limit"],
+            registry=registry,
+        )
+        # A provider that reports no usage (a stream cut short, a server that omits it) is charged
+        # an over-estimate from the text (services/gateway/service.py): worth seeing if it grows.
+        self.estimated = Counter(
+            "gateway_estimated_usage",
+            "Requests charged an estimate because the provider reported no token usage.",
+            ["alias", "deployment"],
             registry=registry,
         )
         # Set after each paid request of a key that has a budget, from the shared total (Redis),

@@ -4,8 +4,16 @@
 0.99 (MiniLM, measured), so the second can reuse the first's answer. The danger is a question
 that looks alike and means something else: "the capital of France" vs "of Germany" scores 0.66,
 "cancel order 123" vs "order 456" 0.83. Hence a high default threshold (0.95), and a scope:
-a hit must share the model alias, the system prompt and every parameter; only the user's
-wording may differ.
+a hit must share the caller's tenant, the model alias, the system prompt and every parameter;
+only the user's wording may differ.
+
+Two ways to abuse a semantic cache, closed here:
+- Reading or poisoning another tenant's entries: the tenant is part of the scope, so a key
+  never sees, and never writes into, entries of keys outside its tenant.
+- Texts longer than the embedder reads: MiniLM embeds the first 256 word pieces and ignores the
+  rest, while the model reads everything. Two conversations that differ only after that point
+  would get the same vector, so one could be answered with the other's answer (or a planted
+  one). A conversation that does not fit the window is neither looked up nor stored.
 
 Vectors live in Qdrant: in this process (`:memory:`) by default, or the Qdrant server named by
 `QDRANT_URL`, where replicas share them. Entries older than the cache TTL are ignored.
@@ -28,14 +36,15 @@ COLLECTION = "gateway_semantic_cache"
 DIMENSION = 384  # all-MiniLM-L6-v2
 
 
-def scope_of(alias: str, request: dict[str, Any]) -> str:
-    """Everything but the user's words: alias, system prompt, parameters."""
+def scope_of(tenant: str, alias: str, request: dict[str, Any]) -> str:
+    """Everything but the user's words: tenant, alias, system prompt, parameters."""
     system = [
         m.get("content") for m in request["messages"] if m.get("role") in ("system", "developer")
     ]
     params = {k: v for k, v in request.items() if k not in ("messages", "stream", "user", "model")}
     blob = orjson.dumps(
-        {"alias": alias, "system": system, "params": params}, option=orjson.OPT_SORT_KEYS
+        {"tenant": tenant, "alias": alias, "system": system, "params": params},
+        option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(blob).hexdigest()
 
@@ -88,11 +97,17 @@ class SemanticCache:
                     )
             self._created = True
 
+    async def fits(self, request: dict[str, Any]) -> bool:
+        """Whether the embedder reads the whole conversation (see the module docstring)."""
+        return await asyncio.to_thread(self.embedder.embedder.fits, question_of(request))
+
     async def _vector(self, request: dict[str, Any]) -> list[float]:
         [vector] = await asyncio.to_thread(self.embedder.embed, [question_of(request)])
         return vector
 
-    async def get(self, alias: str, request: dict[str, Any]) -> tuple[dict[str, Any], float] | None:
+    async def get(
+        self, tenant: str, alias: str, request: dict[str, Any]
+    ) -> tuple[dict[str, Any], float] | None:
         """The closest earlier answer in scope, with its similarity, if above the threshold."""
         await self._collection()
         found = await self.client.query_points(
@@ -101,7 +116,8 @@ class SemanticCache:
             query_filter=models.Filter(
                 must=[
                     models.FieldCondition(
-                        key="scope", match=models.MatchValue(value=scope_of(alias, request))
+                        key="scope",
+                        match=models.MatchValue(value=scope_of(tenant, alias, request)),
                     ),
                     models.FieldCondition(
                         key="created", range=models.Range(gte=time.time() - self.ttl_s)
@@ -118,13 +134,15 @@ class SemanticCache:
         payload = best.payload or {}
         return orjson.loads(payload["entry"]), best.score
 
-    async def set(self, alias: str, request: dict[str, Any], entry: dict[str, Any]) -> None:
+    async def set(
+        self, tenant: str, alias: str, request: dict[str, Any], entry: dict[str, Any]
+    ) -> None:
         await self._collection()
         point = models.PointStruct(
             id=str(uuid.uuid4()),
             vector=await self._vector(request),
             payload={
-                "scope": scope_of(alias, request),
+                "scope": scope_of(tenant, alias, request),
                 "created": time.time(),
                 "entry": orjson.dumps(entry).decode(),
             },

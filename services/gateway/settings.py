@@ -54,6 +54,20 @@ class GatewaySettings(KitSettings, HttpAccessSettings):
     max_messages: int = Field(256, ge=1, le=10_000)
     max_tokens_limit: int = Field(4_096, ge=1, le=1_000_000)
     default_max_tokens: int = Field(256, ge=1, le=1_000_000)
+    max_concurrent: int = Field(
+        64,
+        ge=1,
+        le=100_000,
+        description="Requests a key may have in flight at once, unless its max_concurrent says "
+        "otherwise; more get a 429 with Retry-After (one key cannot take the whole gateway).",
+    )
+    budget_hold_s: float = Field(
+        600.0,
+        ge=10,
+        le=86_400,
+        description="How long a request's budget hold lasts at most: a replica that dies "
+        "mid-request releases its holds after this. Longer than your longest stream.",
+    )
 
     # --- Logging of prompts --------------------------------------------------------------------
     log_prompts: bool = Field(False, description="Log prompts and answers (after redaction).")

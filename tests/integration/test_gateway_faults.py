@@ -263,7 +263,7 @@ def test_a_redis_outage_degrades_to_memory_then_recovers(
     assert over_the_limit.status_code == 429  # rpm=4 still holds, counted in memory
     assert degraded.status_code == 200
     assert degraded.json()["status"] == "degraded"
-    assert degraded.json()["checks"]["redis"].startswith("degraded (ConnectionError")
+    assert degraded.json()["checks"]["redis"] == "degraded"  # why: in the log, not the answer
     assert (up_while_down, up_again) == (0, 1)
     # Three answers were paid for during the outage (the cache hit was free): added on recovery.
     assert handed_back == 3 * USD_PER_ANSWER

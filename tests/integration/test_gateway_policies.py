@@ -141,13 +141,14 @@ def test_a_spent_budget_is_refused_with_a_clear_error(
     tmp_path: Path, upstream: FakeUpstream, local_client: LocalClient
 ) -> None:
     # $10 per million tokens each way; 12 prompt + 6 completion tokens = $0.00018 a request.
+    # Each request first holds its worst case: "qN" (1 token, estimated) + max_tokens=6, $0.00007.
     price = {"input_per_mtok": 10.0, "output_per_mtok": 10.0}
     upstream.default = ok("one two three four five six", prompt_tokens=12)
     budgeted = ApiKey(id="team-a", sha256=hash_key(KEY), budget_usd=0.0003)
     app = gateway_app(tmp_path, upstream, local_client, key=budgeted, models={"price": price})
     with TestClient(app) as client:
         responses = [
-            client.post("/v1/chat/completions", json=chat_body(f"q{i}"), headers=AUTH)
+            client.post("/v1/chat/completions", json=chat_body(f"q{i}", max_tokens=6), headers=AUTH)
             for i in range(3)
         ]
         metrics = client.get("/metrics").text
@@ -155,9 +156,8 @@ def test_a_spent_budget_is_refused_with_a_clear_error(
     assert [r.status_code for r in responses] == [200, 200, 429]
     error_body = responses[2].json()["error"]
     assert error_body["type"] == "insufficient_quota" and error_body["code"] == "budget_exceeded"
-    assert (
-        "$0.0004 of its $0.00 budget" in error_body["message"] or "budget" in error_body["message"]
-    )
+    assert "has $0.0000 left of its $0.0003 budget" in error_body["message"]
+    assert "could cost up to $0.0001" in error_body["message"]
     assert 'gateway_cost_usd_total{alias="chain",deployment="a",key_id="team-a"} 0.00036' in metrics
     assert upstream.calls() == 2
     # The share spent, for the GatewayBudgetNearlySpent alert: $0.00036 of $0.0003.

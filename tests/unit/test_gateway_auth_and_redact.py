@@ -50,7 +50,7 @@ def test_the_keys_file_is_readable_by_its_owner_only(keys_path: Path) -> None:
 def test_a_created_key_is_found_with_its_limits(keys_path: Path) -> None:
     key = create_team_a(keys_path)
 
-    record = KeyStore(load_keys(keys_path).keys).find(key)
+    record = KeyStore(load_keys(keys_path)).find(key)
 
     assert record is not None
     assert (record.id, record.rpm, record.tpm, record.budget_usd) == ("team-a", 60, None, 5.0)
@@ -58,7 +58,7 @@ def test_a_created_key_is_found_with_its_limits(keys_path: Path) -> None:
 
 def test_a_wrong_key_is_not_found(keys_path: Path) -> None:
     key = create_team_a(keys_path)
-    store = KeyStore(load_keys(keys_path).keys)
+    store = KeyStore(load_keys(keys_path))
 
     assert store.find(key + "x") is None
     assert store.find("sk-kit-not-a-key") is None
@@ -67,7 +67,7 @@ def test_a_wrong_key_is_not_found(keys_path: Path) -> None:
 def test_a_second_key_is_added_beside_the_first(keys_path: Path) -> None:
     first = create_team_a(keys_path)
     second = add_key(keys_path, "team-b", rpm=None, tpm=1000, budget_usd=None)
-    store = KeyStore(load_keys(keys_path).keys)
+    store = KeyStore(load_keys(keys_path))
 
     assert len(store) == 2
     found = [store.find(key) for key in (first, second)]
@@ -79,7 +79,7 @@ def test_adding_an_id_twice_is_an_error_naming_the_id(keys_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="'team-a' already exists"):
         create_team_a(keys_path)
-    assert len(load_keys(keys_path).keys) == 1
+    assert len(load_keys(keys_path)) == 1
 
 
 def test_a_keys_file_with_a_malformed_hash_is_an_error(keys_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_a_keys_file_with_a_malformed_hash_is_an_error(keys_path: Path) -> None:
 
 
 def test_a_missing_keys_file_holds_no_keys(keys_path: Path) -> None:
-    assert load_keys(keys_path).keys == []
+    assert load_keys(keys_path) == []
 
 
 # --- redact ---------------------------------------------------------------------------------------

@@ -20,35 +20,39 @@ def body(**overrides: Any) -> dict[str, Any]:
 # --- cache_key ------------------------------------------------------------------------------------
 
 
+def test_keys_of_different_tenants_never_share_an_entry() -> None:
+    assert cache_key("team-a", "m", body()) != cache_key("team-b", "m", body())
+
+
 def test_key_ignores_the_order_of_keys() -> None:
     reordered = {"temperature": 0, "messages": MESSAGES, "model": "gpt-4o-mini"}
 
-    assert cache_key("gpt-4o-mini", body()) == cache_key("gpt-4o-mini", reordered)
+    assert cache_key("t", "gpt-4o-mini", body()) == cache_key("t", "gpt-4o-mini", reordered)
 
 
 def test_key_treats_temperature_0_and_0_point_0_alike() -> None:
-    assert cache_key("m", body(temperature=0)) == cache_key("m", body(temperature=0.0))
+    assert cache_key("t", "m", body(temperature=0)) == cache_key("t", "m", body(temperature=0.0))
 
 
 def test_key_ignores_stream_and_user() -> None:
-    plain = cache_key("m", body())
+    plain = cache_key("t", "m", body())
 
-    assert cache_key("m", body(stream=True, user="alice")) == plain
-    assert cache_key("m", body(stream=False, user="bob")) == plain
+    assert cache_key("t", "m", body(stream=True, user="alice")) == plain
+    assert cache_key("t", "m", body(stream=False, user="bob")) == plain
 
 
 def test_key_differs_when_the_messages_differ() -> None:
     other = [{"role": "user", "content": "What is 2 + 3?"}]
 
-    assert cache_key("m", body()) != cache_key("m", body(messages=other))
+    assert cache_key("t", "m", body()) != cache_key("t", "m", body(messages=other))
 
 
 def test_key_differs_when_the_model_alias_differs() -> None:
-    assert cache_key("gpt-4o-mini", body()) != cache_key("claude-haiku", body())
+    assert cache_key("t", "gpt-4o-mini", body()) != cache_key("t", "claude-haiku", body())
 
 
 def test_key_differs_when_max_tokens_differs() -> None:
-    assert cache_key("m", body(max_tokens=10)) != cache_key("m", body(max_tokens=20))
+    assert cache_key("t", "m", body(max_tokens=10)) != cache_key("t", "m", body(max_tokens=20))
 
 
 # --- is_cacheable ---------------------------------------------------------------------------------

@@ -36,6 +36,19 @@ class LocalEmbedder:
         self.dimension = int(self._model.get_embedding_dimension() or 0)
         self.load_seconds = time.perf_counter() - started
 
+    @property
+    def max_tokens(self) -> int:
+        """The model's window: word pieces it reads; the rest of a longer text is cut off."""
+        return int(self._model.max_seq_length or 256)
+
+    def fits(self, text: str) -> bool:
+        """Whether all of `text` is read: its word pieces (with [CLS] and [SEP]) fit the window.
+
+        A longer text is embedded from its first 256 word pieces only, so two texts that share
+        a beginning get the same vector whatever follows (see the gateway's semantic cache)."""
+        pieces = self._model.tokenizer(text, truncation=False, verbose=False)["input_ids"]
+        return len(pieces) <= self.max_tokens
+
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed `texts` in batches: (len(texts), 384) float32, each row of unit length."""
         vectors: npt.NDArray[np.float32] = self._model.encode(

@@ -61,8 +61,15 @@ class ChatCall:
 @dataclass(frozen=True, slots=True)
 class ChatAnswer:
     body: dict[str, Any]  # an OpenAI `chat.completion` object
-    prompt_tokens: int
-    completion_tokens: int
+    # As the provider reported them; None when it did not (the gateway then charges an estimate).
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def reported_tokens(usage: Any, name: str) -> int | None:
+    """`usage[name]` when an upstream reported a sane count, else None."""
+    value = usage.get(name) if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 @dataclass(frozen=True, slots=True)

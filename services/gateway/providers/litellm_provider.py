@@ -7,6 +7,11 @@ we call LiteLLM with `num_retries=0` for that reason.
 
 LiteLLM is imported only when a deployment uses it (the import takes ~5 s), and in offline mode:
 otherwise it fetches its price table from the internet at import.
+
+`acompletion` takes its connection settings (`api_base`, `api_key`, `custom_llm_provider`,
+`extra_headers`, ...) as keyword arguments beside the model parameters. A request's parameters
+therefore must never reach it unfiltered: only the allowlist of services/gateway/schemas.py is
+passed on, and the deployment's own settings are applied last, so they win over anything.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from services.gateway.providers.base import (
     EmbedAnswer,
     ProviderError,
     kind_for_status,
+    reported_tokens,
 )
+from services.gateway.schemas import FORWARDED_CHAT_PARAMS
 
 
 def import_litellm() -> Any:
@@ -48,31 +55,31 @@ class LiteLLMProvider:
         if deployment.api_base:
             self.credentials["api_base"] = deployment.api_base
 
+    def _arguments(self, call: ChatCall, timeout: float) -> dict[str, Any]:
+        """The call's model parameters (allowlisted), then ours: model, timeout, credentials."""
+        params = {k: v for k, v in call.params.items() if k in FORWARDED_CHAT_PARAMS}
+        return params | {"model": self.model, "messages": call.messages, "timeout": timeout}
+
     async def chat(self, call: ChatCall, timeout: float) -> ChatAnswer:
         try:
             response = await self.litellm.acompletion(
-                model=self.model,
-                messages=call.messages,
-                timeout=timeout,
-                **call.params,
-                **self.credentials,
+                **(self._arguments(call, timeout) | self.credentials)
             )
         except Exception as exc:
             raise _classify(exc) from exc
         body: dict[str, Any] = response.model_dump(exclude_none=True)
         usage = body.get("usage") or {}
-        return ChatAnswer(body, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+        return ChatAnswer(
+            body,
+            reported_tokens(usage, "prompt_tokens"),
+            reported_tokens(usage, "completion_tokens"),
+        )
 
     async def stream(self, call: ChatCall, timeout: float) -> AsyncIterator[dict[str, Any]]:
         try:
+            streaming = {"stream": True, "stream_options": {"include_usage": True}}
             chunks = await self.litellm.acompletion(
-                model=self.model,
-                messages=call.messages,
-                timeout=timeout,
-                stream=True,
-                stream_options={"include_usage": True},
-                **call.params,
-                **self.credentials,
+                **(self._arguments(call, timeout) | streaming | self.credentials)
             )
             async for chunk in chunks:
                 yield chunk.model_dump(exclude_none=True)

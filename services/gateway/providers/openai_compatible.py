@@ -26,7 +26,9 @@ from services.gateway.providers.base import (
     EmbedAnswer,
     ProviderError,
     kind_for_status,
+    reported_tokens,
 )
+from services.gateway.schemas import FORWARDED_CHAT_PARAMS
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 
@@ -41,7 +43,7 @@ class OpenAICompatibleProvider:
             self.headers["authorization"] = f"Bearer {deployment.api_key.get_secret_value()}"
 
     async def chat(self, call: ChatCall, timeout: float) -> ChatAnswer:
-        body = {**call.params, "model": self.model, "messages": call.messages}
+        body = {**_forwarded(call), "model": self.model, "messages": call.messages}
         data = await self._post("/chat/completions", body, timeout)
         choices = data.get("choices")
         if not (
@@ -54,11 +56,15 @@ class OpenAICompatibleProvider:
         usage = data.get("usage")
         if not isinstance(usage, dict):
             usage = {}
-        return ChatAnswer(data, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+        return ChatAnswer(
+            data,
+            reported_tokens(usage, "prompt_tokens"),
+            reported_tokens(usage, "completion_tokens"),
+        )
 
     async def stream(self, call: ChatCall, timeout: float) -> AsyncIterator[dict[str, Any]]:
         body = {
-            **call.params,
+            **_forwarded(call),
             "model": self.model,
             "messages": call.messages,
             "stream": True,
@@ -127,6 +133,11 @@ class OpenAICompatibleProvider:
 
     async def aclose(self) -> None:
         """The shared client is closed by the gateway's lifespan, not per deployment."""
+
+
+def _forwarded(call: ChatCall) -> dict[str, Any]:
+    """Only the allowlisted model parameters (services/gateway/schemas.py) go upstream."""
+    return {k: v for k, v in call.params.items() if k in FORWARDED_CHAT_PARAMS}
 
 
 def _error_from(status: int, content: bytes, headers: Mapping[str, str]) -> ProviderError:

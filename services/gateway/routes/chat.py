@@ -27,12 +27,21 @@ async def chat_completions(
             "GATEWAY_MAX_MESSAGES.",
             param="messages",
         )
-    requested = body.max_tokens or body.max_completion_tokens
-    if requested is not None and requested > settings.max_tokens_limit:
+    if body.max_tokens is not None and body.max_completion_tokens is not None:
+        # Otherwise the cap could check one while a provider honours the other: max_tokens=1
+        # passes the cap, and max_completion_tokens=1000000 is what gets generated.
         raise InvalidRequest(
-            f"max_tokens={requested} is above this gateway's limit of "
+            "Send either max_tokens or max_completion_tokens, not both (they mean the same: "
+            "max_completion_tokens is OpenAI's newer name).",
+            param="max_completion_tokens",
+        )
+    requested = body.requested_tokens()
+    if requested is not None and requested > settings.max_tokens_limit:
+        field = "max_tokens" if body.max_tokens is not None else "max_completion_tokens"
+        raise InvalidRequest(
+            f"{field}={requested} is above this gateway's limit of "
             f"{settings.max_tokens_limit}; lower it, or raise GATEWAY_MAX_TOKENS_LIMIT.",
-            param="max_tokens",
+            param=field,
         )
     payload = body.model_dump(exclude_none=True)
     if requested is None:

@@ -1,7 +1,9 @@
 """GET /healthz (the process is alive) and GET /readyz (it can serve: local models loaded).
 
 /readyz also reports Redis, but a gateway without Redis still serves (from memory, see
-`redis_health.py`), so Redis down makes it "degraded", not "not ready".
+`redis_health.py`), so Redis down makes it "degraded", not "not ready". Both answer without a
+key (kubelets and load balancers call them), so they say what is wrong, never the exception
+text: that goes to the log.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ async def readyz(request: Request) -> Response:
     warm = "ready" if state.warm.is_set() else "loading"
     checks: dict[str, str] = {"local_models": state.warm_error or warm}
     if state.redis is not None:
-        checks["redis"] = await state.redis.check()  # "ready" or "degraded (why)"
+        # "ready" or "degraded": why is in the log (redis_degraded), not in this unauthenticated
+        # answer, which would otherwise show Redis's address to anyone who can reach the port.
+        checks["redis"] = "ready" if await state.redis.check() == "ready" else "degraded"
     resting = state.gateway.router.resting()
     if checks["local_models"] != "ready":
         status, code = "not ready", 503
