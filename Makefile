@@ -44,7 +44,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: help setup demo test test-unit test-integration test-e2e lint audit format lock clean distclean \
-	bench-gateway bench-rag bench-finetune images up down logs compose-key k8s
+	bench-gateway bench-rag bench-finetune images up down logs compose-key compose-secrets k8s
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -108,7 +108,7 @@ images: ## Build the kit's images: gateway (+ :cloud, no model engine), rag, pip
 	$(DOCKER_BUILD) --target rag --build-arg EXTRAS=rag -t ai-engineering-kit/rag:$(IMAGE_TAG) .
 	$(DOCKER_BUILD) --target pipelines -t ai-engineering-kit/pipelines:$(IMAGE_TAG) .
 
-up: ## Start the whole stack in containers (docker-compose.yml; needs .env, see its header)
+up: compose-secrets ## Start the whole stack in containers (docker-compose.yml; needs .env, see its header)
 	$(COMPOSE) up -d --build
 
 down: ## Stop the stack (its volumes, and so its data, stay; `$(COMPOSE) down -v` drops them)
@@ -117,11 +117,34 @@ down: ## Stop the stack (its volumes, and so its data, stay; `$(COMPOSE) down -v
 logs: ## Follow the stack's logs
 	$(COMPOSE) logs -f --tail=100
 
-compose-key: ## Create the gateway API key the RAG service uses, in the gateway's volume
-	@# The two required variables are not needed to create a key; placeholders let compose parse.
-	GATEWAY_API_KEY=$${GATEWAY_API_KEY:-pending} GRAFANA_ADMIN_PASSWORD=$${GRAFANA_ADMIN_PASSWORD:-pending} \
+compose-key: compose-secrets ## Create the keys compose needs: the RAG service's key to the gateway, yours to RAG
+	@# GATEWAY_API_KEY is what this creates: a placeholder lets compose parse the file meanwhile.
+	GATEWAY_API_KEY=$${GATEWAY_API_KEY:-pending} \
 		$(COMPOSE) run --rm --no-deps gateway kit gateway keys create --id rag
-	@echo "Put that key in .env as GATEWAY_API_KEY=..., then: make up"
+	@echo "Put that key in .env as GATEWAY_API_KEY=..."
+	GATEWAY_API_KEY=$${GATEWAY_API_KEY:-pending} \
+		$(COMPOSE) run --rm --no-deps rag kit rag keys create --id you
+	@echo "That one is yours: send it to the RAG service as 'Authorization: Bearer KEY'. Then: make up"
+
+# The servers' passwords and keys that docker-compose.yml requires. Each is written to .env once,
+# random (32 bytes, URL-safe: the Redis password goes inside REDIS_URL), and never overwritten:
+# changing one later means changing it in the server too (MLflow keeps its first admin password).
+COMPOSE_SECRETS := REDIS_PASSWORD QDRANT_API_KEY MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SECRET_KEY \
+	GRAFANA_ADMIN_PASSWORD
+
+compose-secrets: ## Write random passwords for compose's servers into .env (keeps those already set)
+	@touch .env
+	@# A last line without its newline would otherwise run into the first line appended.
+	@if [ -s .env ] && [ -n "$$(tail -c 1 .env)" ]; then echo >> .env; fi
+	@# umask 077: the rewritten file is readable by you alone, as .env ends up (chmod 600).
+	@umask 077; for name in $(COMPOSE_SECRETS); do \
+		grep -q "^$$name=." .env && continue; \
+		{ grep -v "^$$name=$$" .env || true; \
+		  echo "$$name=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')"; \
+		} > .env.new && mv .env.new .env; \
+		echo "$$name: a random value written to .env"; \
+	done
+	@chmod 600 .env
 
 k8s: setup ## Render the Kubernetes overlays (dev, production) and validate them offline
 	$(BIN)/pytest -q tests/integration/test_k8s_manifests.py
@@ -158,7 +181,7 @@ lint: setup ## ruff (lint, format check), mypy (strict) on services/ and pipelin
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/hadolint deploy/docker/Dockerfile
+	$(BIN)/hadolint deploy/docker/Dockerfile deploy/mlflow/Dockerfile
 
 audit: setup ## Known vulnerabilities in every pinned dependency (pip-audit on OSV; needs the network)
 	@# --no-deps --disable-pip: audit exactly the pins in constraints.txt, without resolving again.

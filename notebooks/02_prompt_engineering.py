@@ -266,7 +266,8 @@ from pipelines.retrieval import Retriever
 
 PAGES = ["background-tasks", "body", "cookie-params", "handling-errors", "path-params", "query-params", "request-files", "response-model"]
 store = ChunkStore(QdrantClient(":memory:"), "docs")
-ingest([Path(f"data/fastapi-docs/docs/tutorial/{page}.md") for page in PAGES], store, embedder, IngestOptions())
+paths = [Path(f"data/fastapi-docs/docs/tutorial/{page}.md") for page in PAGES]
+ingest(paths, store, embedder, IngestOptions(), root=settings.docs_root)  # KIT_DOCS_ROOT
 tools = [calculator(), docs_search(Retriever(store, embedder.embed), k=2)]
 print(store.count(), "chunks indexed;", "tools:", [tool.name for tool in tools])
 print(tools[1].run("run a task after returning a response")[:300])

@@ -54,23 +54,22 @@ print("state:", DATA_DIR)
 # each chunk with MiniLM and stores it in Qdrant (local mode, under `KIT_DATA_DIR`) with a dense
 # vector and a BM25 sparse vector. Chunk ids are hashes of their content.
 #
-# A document's id is its path relative to the folder you ingest. The question set labels answers
-# with ids like `advanced/custom-response.md`, so we copy the `advanced/` folder into a corpus
-# folder of our own and ingest that: the ids then match the labels.
+# A document's id is its path below the docs root, `KIT_DOCS_ROOT` (default `data`), whichever
+# folder you name: `data/fastapi-docs/docs/advanced/custom-response.md` is
+# `fastapi-docs/docs/advanced/custom-response.md` whether you ingest `advanced/` or the whole
+# corpus. The question set labels answers with those ids, so ingesting part of the corpus keeps
+# them matching; and ingesting a subfolder can never overwrite (or `--prune`) a page outside it.
+# Files outside the root are refused, and a symlink leading out of it is skipped with the reason.
 
 # %%
-import shutil
-
-CORPUS = DATA_DIR / "corpus"
-shutil.copytree("data/fastapi-docs/docs/advanced", CORPUS / "advanced", dirs_exist_ok=True)
-# !kit ingest {CORPUS}
+# !kit ingest data/fastapi-docs/docs/advanced
 
 # %% [markdown]
 # Run it again. Every chunk id is already stored, so nothing is embedded: this is what makes
 # re-ingestion cheap and a crashed run safe to repeat.
 
 # %%
-# !kit ingest {CORPUS}
+# !kit ingest data/fastapi-docs/docs/advanced
 
 # %% [markdown]
 # ## 2. Chunking choices
@@ -86,12 +85,15 @@ from statistics import median
 
 from pipelines.ingest.chunk import ChunkingConfig, chunk_document, count_tokens
 from pipelines.ingest.documents import Document
-from pipelines.ingest.loaders import discover, load_file
+from pipelines.ingest.loaders import load_file
+from pipelines.ingest.paths import DocsRoot, discover
 
+docs_root = DocsRoot.at(load_settings(KitSettings).docs_root)  # KIT_DOCS_ROOT
 documents = [
     item
-    for file, root in discover([Path("data/fastapi-docs/docs")])
-    for item in load_file(file, root)
+    for file in discover([Path("data/fastapi-docs/docs")], docs_root)
+    if isinstance(file, Path)  # not a Skipped (a symlink out of the root, say)
+    for item in load_file(file, docs_root.path)
     if isinstance(item, Document)
 ]
 BUDGETS = [
@@ -110,7 +112,7 @@ for config in BUDGETS:
 # (`Chunk.embedding_text`): a paragraph alone often does not say what it is about.
 
 # %%
-page = next(d for d in documents if d.id == "advanced/custom-response.md")
+page = next(d for d in documents if d.id == "fastapi-docs/docs/advanced/custom-response.md")
 for config in BUDGETS:
     chunks = chunk_document(page, config)
     print(f"--- {config.fingerprint()}: {len(chunks)} chunks")
@@ -165,10 +167,11 @@ from pipelines import tracking
 from pipelines.evaluate.rag import evaluate_retrieval, load_questions, log_to_mlflow
 
 questions = load_questions(Path("data/rag/fastapi-docs-questions.jsonl"))
+ADVANCED = "fastapi-docs/docs/advanced/"
 about_advanced = [
-    q for q in questions if q.relevant and all(d.startswith("advanced/") for d in q.relevant)
+    q for q in questions if q.relevant and all(d.startswith(ADVANCED) for d in q.relevant)
 ]
-print(f"{len(about_advanced)} of {len(questions)} questions are about advanced/")
+print(f"{len(about_advanced)} of {len(questions)} questions are about {ADVANCED}")
 mlflow = tracking.start(settings, "rag-retrieval")
 evaluations = {}
 for mode in ("dense", "keyword", "hybrid"):
@@ -221,6 +224,11 @@ store.close()  # let the RAG service open the store
 # `rag_service` is what `kit ask` and `kit serve rag` use; the model is reached through the
 # gateway (started in this process, since `GATEWAY_URL` is not set). `max_tokens=96` (the
 # variable `RAG_MAX_TOKENS`) keeps a 135M model on a CPU from rambling for seconds.
+#
+# Called in-process, as here, the result holds the retrieved chunks (`contexts`). Over HTTP,
+# `kit serve rag` wants a key from `kit rag keys create` (`--admin` also allows `POST /ingest`),
+# and returns the chunks' text only when the request sets `"include_contexts": true`: by
+# default an answer carries its citations' snippets, and a refusal no document text at all.
 
 # %%
 from contextlib import AsyncExitStack
@@ -364,12 +372,13 @@ await stack.aclose()
 #    (`kit ingest data/fastapi-docs/docs`, then again with `--collection small --max-tokens 64
 #    --overlap 8`) and evaluate both (`kit eval rag --mode hybrid`, then with
 #    `--collection small`). Does hit rate@5 or MRR move, and what happens to the prompt's length?
-# 2. **Incremental ingestion.** Copy three pages to a folder, ingest it, edit one paragraph of one
-#    page, delete another page, and ingest again with `--prune`. Read the report: what was added,
-#    removed, unchanged?
+# 2. **Incremental ingestion.** Copy three pages to a folder under `data/` (the docs root), ingest
+#    it, edit one paragraph of one page, delete another page, and ingest again with `--prune`.
+#    Read the report: what was added, removed, unchanged?
 # 3. **Metadata filters.** Each chunk carries its page's metadata (`format`, `path`). On the
 #    whole corpus (exercise 1), run `kit search "HTTPException" --filter
-#    path=tutorial/handling-errors.md`, then with `--filter path=advanced/custom-response.md`.
+#    path=fastapi-docs/docs/tutorial/handling-errors.md`, then with `--filter
+#    path=fastapi-docs/docs/advanced/custom-response.md`.
 #    What does a wrong filter cost? Read `to_filter` in
 #    `pipelines/retrieval.py` and `_file_document` in `pipelines/ingest/loaders.py`: what would
 #    you add so users can filter by top-level folder (`tutorial`, `advanced`)?

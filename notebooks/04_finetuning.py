@@ -222,14 +222,21 @@ runs[
 # %% [markdown]
 # ## 5. Use the champion
 #
-# The registered model is an MLflow "pyfunc": anything that can load it gets `predict(texts)`.
 # The same model answers three ways: in Python, with `kit predict`, and through the gateway's
 # `intent-router` alias (which follows the champion alias; no redeploy on promotion).
+#
+# All three load it with `pipelines.finetune.trusted`, not `mlflow.pyfunc.load_model`: MLflow's
+# loader runs code stored with the model, so whoever can write to the registry could run code
+# wherever a model is loaded. The kit's loader checks the version is packaged as `kit finetune`
+# packages it, that its files match the digest the run recorded, and builds the model from
+# safetensors with the kit's own classes; it refuses anything else, saying why.
 
 # %%
+from pipelines.finetune.trusted import load_uri
+
 QUERIES = ["I still have not received my new card", "Why was I charged twice for the same thing?"]
-champion = mlflow.pyfunc.load_model("models:/intent-router@champion")
-print(list(zip(QUERIES, champion.predict(QUERIES))))
+version, champion = load_uri("models:/intent-router@champion", tracking.tracking_uri(settings))
+print(f"champion is version {version}:", list(zip(QUERIES, champion.predict(QUERIES))))
 
 # %%
 # !kit predict "I still have not received my new card" "How do I top up by bank transfer?"

@@ -56,17 +56,21 @@ print("state:", DATA_DIR)
 # %% [markdown]
 # The gateway first, then the RAG service pointed at it with `GATEWAY_URL` and `GATEWAY_API_KEY`,
 # exactly as in `docker-compose.yml`. `EmbeddedServer` serves an app on a free local port from a
-# background thread; the app is the same object `kit serve rag` hands to uvicorn.
+# background thread; the app is the same object `kit serve rag` hands to uvicorn. The RAG service
+# wants a key of its own from every caller: `add_key` is what `kit rag keys create` runs.
 
 # %%
 from services.common.embedded import EmbeddedServer
 from services.common.gateway_client import start_embedded_gateway
 from services.rag.app import create_app
+from services.rag.auth import add_key
 from services.rag.settings import RagSettings
 
 gateway, gateway_key = start_embedded_gateway(load_settings(KitSettings))
 os.environ |= {"GATEWAY_URL": gateway.url, "GATEWAY_API_KEY": gateway_key, "RAG_MAX_TOKENS": "96"}
-rag = EmbeddedServer(create_app(load_settings(RagSettings))).start()
+rag_settings = load_settings(RagSettings)
+rag_key = add_key(rag_settings.resolved_keys_file, "notebook-05")  # may ask, not ingest
+rag = EmbeddedServer(create_app(rag_settings)).start()
 print("gateway:", gateway.url, " rag:", rag.url)
 
 # %% [markdown]
@@ -82,7 +86,8 @@ from pipelines.finetune.data import read_csv
 
 on_topic = ["How do I declare a path parameter?", "How do I return an error to the client?"]
 off_topic = [example.text for example in read_csv(Path("data/banking77/test.csv"))[::77][:40]]
-with httpx.Client(base_url=rag.url, timeout=120) as http:
+auth = {"authorization": f"Bearer {rag_key}"}
+with httpx.Client(base_url=rag.url, timeout=120, headers=auth) as http:
     for question in on_topic + off_topic:
         reply = http.post("/ask", json={"question": question}).json()
         if question in on_topic:

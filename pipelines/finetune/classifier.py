@@ -35,6 +35,7 @@ from services.common.local_models.paths import MINILM
 if TYPE_CHECKING:
     import torch
 
+HEAD_FILE = "head.safetensors"  # the label vectors, (labels, hidden size)
 OnStep = Callable[[int, float, float], None]  # step, training loss, learning rate
 OnEpoch = Callable[[int, float], None]  # epoch, validation accuracy
 
@@ -77,28 +78,37 @@ class IntentClassifier:
         head = torch.zeros(len(labels), encoder.config.hidden_size)
         return cls(encoder, tokenizer, head, labels)
 
+    # Saved as data only: safetensors for tensors (the encoder's and the head), JSON for the
+    # rest. Loading reads no pickle (`torch.load`) and no code from the folder, so a model
+    # folder from elsewhere (the registry) cannot run code here; pipelines/finetune/trusted.py.
     def save(self, folder: Path) -> None:
-        import torch
+        from safetensors.torch import save_file
 
         folder.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(folder / "encoder")
+        self.encoder.save_pretrained(folder / "encoder")  # model.safetensors, config.json
         self.tokenizer.save_pretrained(folder / "encoder")
-        torch.save(self.head.detach().cpu().clone(), folder / "head.pt")
+        save_file({"head": self.head.detach().cpu().contiguous()}, folder / HEAD_FILE)
         (folder / "labels.json").write_text(
             json.dumps({"labels": self.labels, "max_length": self.max_length})
         )
 
     @classmethod
     def load(cls, folder: Path) -> IntentClassifier:
-        import torch
+        from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 
         meta = json.loads((folder / "labels.json").read_text())
         with offline_hub():
-            tokenizer = AutoTokenizer.from_pretrained(str(folder / "encoder"))
-            encoder = AutoModel.from_pretrained(str(folder / "encoder"))
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(folder / "encoder"), trust_remote_code=False
+            )
+            # use_safetensors: never fall back to pytorch_model.bin, a pickle.
+            encoder = AutoModel.from_pretrained(
+                str(folder / "encoder"), use_safetensors=True, trust_remote_code=False
+            )
         encoder.eval()
-        model = cls(encoder, tokenizer, torch.load(folder / "head.pt"), meta["labels"])
+        head = load_file(folder / HEAD_FILE)["head"]
+        model = cls(encoder, tokenizer, head, meta["labels"])
         model.max_length = meta["max_length"]
         return model
 

@@ -59,6 +59,9 @@ SYSTEM_PROMPT = (
     "Classify the banking customer query into one intent label. Reply with the label only."
 )
 META_FILE = "labels.json"
+# Adapters are read from safetensors only: peft falls back to adapter_model.bin, a pickle, which
+# can run code when loaded (see _read_meta and pipelines/finetune/trusted.py).
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Validation accuracy after each epoch is computed on the first 200 validation rows only (the
 # split is shuffled, so they are a random sample of its ~1,000): at ~0.2 s a generated answer,
 # the whole split would add minutes to every epoch of a run that trains for one or two.
@@ -157,7 +160,7 @@ class LoraIntentGenerator:
             )
         base, tokenizer = _load_base(checkpoint)
         with offline_hub():
-            model = PeftModel.from_pretrained(base, str(folder))
+            model = PeftModel.from_pretrained(base, str(folder), is_trainable=False)
         model.eval()
         return cls(
             model,
@@ -229,10 +232,16 @@ class LoraIntentGenerator:
 
 def _read_meta(folder: Path) -> dict[str, Any]:
     path = folder / META_FILE
-    if not path.exists() or not (folder / "adapter_config.json").exists():
+    needed = [path, folder / "adapter_config.json", folder / ADAPTER_WEIGHTS]
+    if not all(file.exists() for file in needed):
         raise ModelUnavailableError(
-            f"{folder} is not a saved LoRA intent model (it needs {META_FILE} and "
-            "adapter_config.json, as written by LoraIntentGenerator.save)."
+            f"{folder} is not a saved LoRA intent model (it needs {META_FILE}, "
+            f"adapter_config.json and {ADAPTER_WEIGHTS}, as written by LoraIntentGenerator.save)."
+        )
+    if (folder / "adapter_model.bin").exists():  # peft would read it if the safetensors went
+        raise ModelUnavailableError(
+            f"{folder} holds adapter_model.bin, a pickle, which can run code when loaded; the "
+            f"kit reads adapters from {ADAPTER_WEIGHTS} only. Delete it or save the model again."
         )
     try:
         meta = json.loads(path.read_text())
@@ -258,8 +267,10 @@ def _load_base(checkpoint: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with offline_hub():
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            checkpoint, dtype=torch.float32, use_safetensors=True, trust_remote_code=False
+        )
     return model, tokenizer
 
 

@@ -1,15 +1,17 @@
-"""Fine-tuned intent models as MLflow models: logged with the run, loadable by anything.
+"""Fine-tuned intent models as MLflow models: logged with the run, with a manifest of their files.
 
 An MLflow "pyfunc" model is a folder with the weights (artifacts), the code that loads them and
-the requirements; `mlflow.pyfunc.load_model("models:/intent-router@champion")` returns an object
-whose `predict(["text", ...])` gives labels, whichever method trained it. The gateway serves
-intents that way (services/gateway/providers/registry.py), and so does `kit predict`.
+the requirements. The model is logged "from code" (MLflow's recommended way): MLflow stores the
+small script `mlflow_model.py` with the model and runs it at load time (it builds
+`IntentRouterModel`, whose `load_context` picks the loader by the method in the model's config),
+so `mlflow.pyfunc.load_model` and MLflow's tools can still load it.
 
-The model is logged "from code" (MLflow's recommended way): MLflow stores the small script
-`mlflow_model.py` with the model and runs it at load time, instead of unpickling an object,
-which could run arbitrary code. The script builds `IntentRouterModel`, whose `load_context`
-picks the loader by the method recorded in the model's config. This package must be importable
-where the model is loaded (the kit is installed there: the gateway, the CLI, the tests).
+The kit itself never loads a registered model that way: running the script a version holds
+would let anyone who can write to the registry run code in the gateway. trusted.py loads it
+instead, checking the files against the manifest written here (`kit-manifest.json` in the
+weights folder, manifest.py) and the manifest against its sha256, logged as the run param
+`model_manifest_sha256` (a param, because MLflow refuses to change one once logged, and it
+lives in the tracking database, not in the artifact store with the files).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import Any
 from mlflow.pyfunc.model import PythonModel
 
 from pipelines.finetune.config import FinetuneConfig
-
-MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
+from pipelines.finetune.manifest import write_manifest
+from pipelines.finetune.trusted import MANIFEST_PARAM, MODEL_CODE
 
 
 class IntentRouterModel(PythonModel):
@@ -66,9 +68,11 @@ def _requirements() -> list[str]:
 
 
 def log_intent_model(config: FinetuneConfig, folder: Path, labels: list[str]) -> str:
-    """Log the trained model in `folder` to the active run; returns its model URI."""
+    """Log the trained model in `folder` to the active run, with its manifest (written into
+    `folder`) and the manifest's digest as a run param; returns the model URI."""
     import mlflow.pyfunc
 
+    digest = write_manifest(folder, config.method, labels)
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=str(MODEL_CODE),
@@ -78,4 +82,5 @@ def log_intent_model(config: FinetuneConfig, folder: Path, labels: list[str]) ->
         input_example=["I still have not received my new card"],
         metadata={"method": config.method, "config": config.name},
     )
+    mlflow.log_param(MANIFEST_PARAM, digest)
     return str(info.model_uri)

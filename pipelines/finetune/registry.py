@@ -1,6 +1,7 @@
 """The promotion gate: a new model version becomes `champion` only if it beats the current one.
 
     register the run's model as a new version of REGISTRY_NAME (e.g. intent-router)
+    a champion the kit refuses to load (trusted.py) -> replaced: it cannot be served anyway
     champion's accuracy on the SAME test rows:
         recorded on its version (tag test_id matches)  -> read it
         otherwise (another test split)                 -> load the champion and score it now
@@ -48,8 +49,14 @@ def register_and_gate(
     test_id: str,
     margin: float,
     score_champion: Callable[[str], float],
+    refusal: Callable[[str], str | None],
 ) -> GateDecision:
-    """Register `model_uri` under `name`, decide its alias, and record the decision."""
+    """Register `model_uri` under `name`, decide its alias, and record the decision.
+
+    `score_champion(uri)` is the champion's accuracy on this job's test rows; `refusal(uri)` is
+    why the kit would refuse to load it (None when it would load it). A champion logged by an
+    older kit, or changed since, is refused by the gateway: keeping it would keep serving nothing.
+    """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -63,8 +70,11 @@ def register_and_gate(
         champion = None
 
     champion_accuracy: float | None = None
+    refused = None if champion is None else refusal(f"models:/{name}/{champion.version}")
     if champion is None:
         promoted, reason = True, "no champion yet"
+    elif refused is not None:
+        promoted, reason = True, f"champion v{champion.version} cannot be served: {refused}"
     else:
         if champion.tags.get("test_id") == test_id and "test_accuracy" in champion.tags:
             champion_accuracy = float(champion.tags["test_accuracy"])

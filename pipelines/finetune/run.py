@@ -220,10 +220,15 @@ def _run(
         model.save(Path(folder))
         model_uri = log_intent_model(config, Path(folder), splits.labels)
 
-    def score_champion(uri: str) -> float:
-        progress(f"scoring the champion {uri} on this test split")
-        champion = mlflow.pyfunc.load_model(uri)
-        return score(_PyfuncModel(champion), splits.test).accuracy
+    # The champion is loaded the way the gateway loads it (trusted.py): verified, never by
+    # running code stored in the registry.
+    from pipelines.finetune.trusted import load_uri, refusal
+
+    store = tracking.tracking_uri(settings)
+
+    def score_champion(champion: str) -> float:
+        progress(f"scoring the champion {champion} on this test split")
+        return score(load_uri(champion, store, settings)[1], splits.test).accuracy
 
     decision = register_and_gate(
         mlflow,
@@ -233,6 +238,7 @@ def _run(
         test_id=splits.test_id,
         margin=config.registry.promote_margin,
         score_champion=score_champion,
+        refusal=lambda champion: refusal(champion, store),
     )
     return FinetuneResult(
         record.run_id, test, validation.get("accuracy"), decision, trained.seconds, peak_memory_mb()
@@ -272,14 +278,6 @@ def _train(
 def _held_out(config: FinetuneConfig, splits: Splits) -> list[Example]:
     """Validation rows to report on, unless they are being trained on (their score would lie)."""
     return [] if config.data.train_on_validation else splits.validation
-
-
-class _PyfuncModel:
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def predict(self, texts: Any) -> list[str]:
-        return [str(label) for label in self.model.predict(list(texts))]
 
 
 def _log_reports(mlflow: Any, rows: list[Example], test: Scores, labels: list[str]) -> None:

@@ -59,6 +59,7 @@ class Chunk:
     title: str
     source: str
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
+    path: str = ""  # the document's file below KIT_DOCS_ROOT: what --prune goes by
 
     def embedding_text(self) -> str:
         """What is embedded: the title and section path give a paragraph its context."""
@@ -103,6 +104,7 @@ def chunk_document(
                     title=document.title,
                     source=document.source,
                     metadata=document.metadata,
+                    path=document.path,
                 )
             )
     return chunks

@@ -2,6 +2,8 @@
 
 A `Document` is one source after loading and cleaning: its text keeps Markdown-style headings
 (`# Title`, `## Section`) whatever the source format, so chunking can follow the structure.
+Every path in them is relative to KIT_DOCS_ROOT (pipelines/ingest/paths.py), never a server's
+absolute path: they end up in the index, in citations and in reports that clients read.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ MetadataValue = str | int | float | bool
 
 @dataclass(frozen=True)
 class Document:
-    id: str  # stable across runs: the path relative to the ingested folder, or the record's id
-    source: str  # where it came from: the file path (and line, for JSONL records)
+    id: str  # stable across runs: the file's path below KIT_DOCS_ROOT, or the record's own id
+    source: str  # where it came from, below KIT_DOCS_ROOT: the file (and line, for JSONL records)
     title: str
     text: str  # cleaned; headings as "#" lines, paragraphs separated by blank lines
     metadata: dict[str, MetadataValue] = field(default_factory=dict)
+    # The file it was read from, below KIT_DOCS_ROOT ("" for one made in code): what `--prune`
+    # compares with the folders it was given, for records as for whole files.
+    path: str = ""
 
 
 @dataclass(frozen=True)

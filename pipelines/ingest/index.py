@@ -1,7 +1,15 @@
 """The chunk store: one Qdrant collection with a dense vector and a BM25 sparse vector per chunk.
 
     point id = chunk id (a content hash)    vectors: "dense" (384-d, cosine), "bm25" (sparse, IDF)
-    payload  = doc_id, chunk_index, text, title, heading_path, source, meta{...}
+    payload  = doc_id, chunk_index, text, title, heading_path, source, path, meta{...}
+    metadata = {"embedder": "all-minilm-l6-v2", "doc_ids": "relative-to-KIT_DOCS_ROOT"}
+
+`source` and `path` are relative to KIT_DOCS_ROOT, as ids are (pipelines/ingest/paths.py): no
+server path is stored, so none can reach a client in a citation. A collection built by an
+earlier kit, whose ids were relative to whichever folder was named and whose sources were
+absolute paths, lacks the "doc_ids" mark: `check_collection` refuses it with the fix
+(`kit ingest --rebuild`), since ingesting into it would store each document again under its
+new id, next to the old copy.
 
 Qdrant runs embedded under KIT_DATA_DIR/qdrant by default (local mode: exact search, one process
 at a time), or is the server at QDRANT_URL: same code, same results. This module owns the
@@ -30,6 +38,7 @@ from services.common.settings import KitSettings
 
 DEFAULT_COLLECTION = "docs"
 DENSE, SPARSE = "dense", "bm25"
+DOC_IDS = "relative-to-KIT_DOCS_ROOT"  # the id scheme, recorded in the collection's metadata
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -125,6 +134,7 @@ class ChunkStore:
         vectors from another embedder to an existing one."""
         if self.client.collection_exists(self.collection):
             self.check_embedder(embedder)
+            self._check_ids(mark_if_empty=True)
             info = self.client.get_collection(self.collection)
             vectors = info.config.params.vectors
             size = vectors[DENSE].size if isinstance(vectors, dict) else None
@@ -141,10 +151,10 @@ class ChunkStore:
                 DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
             },
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            metadata={"embedder": embedder},
+            metadata={"embedder": embedder, "doc_ids": DOC_IDS},
         )
         if not self._local:  # local mode scans payloads; a server uses indexes for filters
-            for name in ("doc_id", "source", *(f"meta.{field}" for field in index_fields)):
+            for name in ("doc_id", "source", "path", *(f"meta.{f}" for f in index_fields)):
                 self.client.create_payload_index(
                     self.collection, name, models.PayloadSchemaType.KEYWORD
                 )
@@ -153,11 +163,40 @@ class ChunkStore:
     def embedder(self) -> str | None:
         """The embedder the collection was built with (None: missing, or built before the
         kit recorded it)."""
-        if not self.client.collection_exists(self.collection):
-            return None
-        metadata = self.client.get_collection(self.collection).config.metadata or {}
-        name = metadata.get("embedder")
+        name = self._metadata().get("embedder")
         return str(name) if name else None
+
+    def _metadata(self) -> dict[str, Any]:
+        if not self.client.collection_exists(self.collection):
+            return {}
+        return dict(self.client.get_collection(self.collection).config.metadata or {})
+
+    @_reports_outages
+    def check_collection(self, embedder: str) -> None:
+        """What every reader checks before searching: the embedder matches, and the ids are
+        relative to KIT_DOCS_ROOT (raises `ConfigError` with the fix otherwise)."""
+        self.check_embedder(embedder)
+        self._check_ids()
+
+    def _check_ids(self, *, mark_if_empty: bool = False) -> None:
+        """Refuse a collection built before ids were relative to KIT_DOCS_ROOT. An empty one
+        holds no old ids: ingestion marks it and carries on."""
+        if not self.client.collection_exists(self.collection):
+            return
+        if self._metadata().get("doc_ids") == DOC_IDS:
+            return
+        if self.client.count(self.collection, exact=True).count == 0:
+            if mark_if_empty:
+                self.client.update_collection(self.collection, metadata={"doc_ids": DOC_IDS})
+            return
+        raise ConfigError(
+            f"Collection {self.collection!r} was built by an earlier version of the kit: its "
+            "document ids are relative to the folder that was ingested, not to KIT_DOCS_ROOT, "
+            "and its sources are server paths. Ingesting into it would store every document a "
+            "second time under its new id, so it is refused. Rebuild it from your documents "
+            "with `kit ingest --rebuild PATH...` (stop the RAG service first when Qdrant runs "
+            "embedded), or ingest into a new collection with --collection."
+        )
 
     @_reports_outages
     def check_embedder(self, embedder: str) -> None:
@@ -195,23 +234,25 @@ class ChunkStore:
                 return found
 
     @_reports_outages
-    def sources_by_doc(self) -> dict[str, str]:
-        sources: dict[str, str] = {}
+    def paths_by_doc(self) -> dict[str, str]:
+        """Each stored document's file, relative to KIT_DOCS_ROOT: what `--prune` compares with
+        the folders it was given ("" for a document stored without one: never pruned)."""
+        paths: dict[str, str] = {}
         offset = None
         while self.client.collection_exists(self.collection):
             points, offset = self.client.scroll(
                 self.collection,
                 limit=1024,
                 offset=offset,
-                with_payload=["doc_id", "source"],
+                with_payload=["doc_id", "path"],
                 with_vectors=False,
             )
             for point in points:
                 payload = point.payload or {}
-                sources[str(payload["doc_id"])] = str(payload["source"])
+                paths[str(payload["doc_id"])] = str(payload.get("path") or "")
             if offset is None:
                 break
-        return sources
+        return paths
 
     @_reports_outages
     def upsert(
@@ -240,6 +281,7 @@ class ChunkStore:
                         "title": chunk.title,
                         "heading_path": list(chunk.heading_path),
                         "source": chunk.source,
+                        "path": chunk.path,
                         "meta": dict(chunk.metadata),
                     },
                 )
@@ -251,6 +293,12 @@ class ChunkStore:
         ids: list[Any] = list(chunk_ids)
         if ids:
             self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids))
+
+    @_reports_outages
+    def drop(self) -> None:
+        """Delete the whole collection (`kit ingest --rebuild`); the next ingest recreates it."""
+        if self.client.collection_exists(self.collection):
+            self.client.delete_collection(self.collection)
 
     @_reports_outages
     def count(self) -> int:

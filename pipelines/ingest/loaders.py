@@ -1,15 +1,16 @@
-"""Find input files and turn each into Documents: Markdown, text, HTML, PDF, JSON and JSONL records.
+"""Turn each input file into Documents: Markdown, text, HTML, PDF, JSON and JSONL records.
 
 A bad input never stops a run: it becomes a `Skipped` with a reason a person can act on, and
-the other inputs still load. This module reads files and decodes them; `clean` owns what
-happens to the text, and nothing here knows about chunks, embeddings or Qdrant.
+the other inputs still load. This module reads files and decodes them; `paths` decides which
+files may be read (those below KIT_DOCS_ROOT) and finds them, `clean` owns what happens to the
+text, and nothing here knows about chunks, embeddings or Qdrant.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,43 +47,17 @@ class _Skip(Exception):
     """Raised by the helpers below; `load_file` turns it into a `Skipped` with this reason."""
 
 
-def discover(paths: Iterable[Path]) -> Iterator[tuple[Path, Path]]:
-    """Yield (file, root) for every file under `paths`, in a stable order.
-
-    Each Document's id is its file's path relative to `root`, so ids survive moving the folder.
-
-    A folder is walked recursively, in name order, skipping hidden entries (".git", ".env"). A
-    file named directly is yielded even if hidden, with its parent as root. A path that does not
-    exist raises FileNotFoundError: that is a typo on the command line, not a bad input file.
-    """
-    for path in paths:
-        if path.is_file():
-            yield path, path.parent
-        elif path.is_dir():
-            yield from ((file, path) for file in _walk(path))
-        else:
-            raise FileNotFoundError(f"{path} does not exist")
-
-
-def _walk(folder: Path) -> Iterator[Path]:
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir() and not entry.is_symlink():  # a linked folder could loop back on us
-            yield from _walk(entry)
-        elif entry.is_file():
-            yield entry
-
-
 def load_file(
     path: Path, root: Path, *, jsonl: JsonlFields = JsonlFields(), max_bytes: int = 10_000_000
 ) -> Iterator[Document | Skipped]:
     """Yield the Documents in one file (one per file, or one per JSON/JSONL record).
 
+    `root` is the docs root the file lies below: ids, sources and skip reports name the file by
+    its path from there ("tutorial/body.md"), never by the server's absolute path.
     Never raises for bad input: an empty, oversized, binary, undecodable or corrupt file, or one
     with no text, yields a single `Skipped`; a bad JSONL line skips that record only.
     """
-    source = str(path)
+    source = path.relative_to(root).as_posix()  # "tutorial/path-params.md", on any OS
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         kind, supported = path.suffix or "(no suffix)", ", ".join(sorted(FORMATS))
@@ -170,34 +145,36 @@ def _file_document(
 ) -> Document:
     if not text.strip():
         raise _Skip("no text left after cleaning")
-    relative = path.relative_to(root).as_posix()  # "tutorial/path-params.md", on any OS
+    relative = path.relative_to(root).as_posix()
     metadata: dict[str, MetadataValue] = {"format": fmt, "path": relative, **extra}
-    return Document(id=relative, source=str(path), title=title, text=text, metadata=metadata)
+    return Document(
+        id=relative, source=relative, title=title, text=text, metadata=metadata, path=relative
+    )
 
 
-def _json_documents(text: str, source: str, fields: JsonlFields) -> Iterator[Document | Skipped]:
+def _json_documents(text: str, file: str, fields: JsonlFields) -> Iterator[Document | Skipped]:
     try:
         parsed: Any = json.loads(text)
     except json.JSONDecodeError as error:
         raise _Skip(f"invalid JSON ({error.msg} at line {error.lineno})") from error
     if isinstance(parsed, dict):  # one record
-        yield _record_document(parsed, source, "record", "json", fields)
+        yield _record_document(parsed, file, file, "record", "json", fields)
     elif isinstance(parsed, list):  # records are named like jq names them: file.json[3]
         for index, record in enumerate(parsed):
-            where, item = f"record {index}", f"{source}[{index}]"
-            yield _record_document(record, item, where, "json", fields)
+            where, item = f"record {index}", f"{file}[{index}]"
+            yield _record_document(record, file, item, where, "json", fields)
     else:
         raise _Skip(f"expected a list of records or one record, got a JSON {_json_type(parsed)}")
 
 
-def _jsonl_documents(data: bytes, source: str, fields: JsonlFields) -> Iterator[Document | Skipped]:
+def _jsonl_documents(data: bytes, file: str, fields: JsonlFields) -> Iterator[Document | Skipped]:
     # Decoded line by line, so one line with a bad byte skips that record, not the whole file.
     if b"\x00" in data:
         raise _Skip("binary content in a text file")
     for number, raw in enumerate(data.splitlines(), start=1):
         if not raw.strip():
             continue
-        where, line_source = f"line {number}", f"{source}:{number}"
+        where, line_source = f"line {number}", f"{file}:{number}"
         try:
             record: Any = json.loads(raw.decode("utf-8").removeprefix("\ufeff"))
         except UnicodeDecodeError as error:
@@ -206,12 +183,14 @@ def _jsonl_documents(data: bytes, source: str, fields: JsonlFields) -> Iterator[
         except json.JSONDecodeError as error:
             yield Skipped(line_source, f"{where}: invalid JSON ({error.msg})")
         else:
-            yield _record_document(record, line_source, where, "jsonl", fields)
+            yield _record_document(record, file, line_source, where, "jsonl", fields)
 
 
 def _record_document(
-    record: Any, source: str, where: str, fmt: str, fields: JsonlFields
+    record: Any, file: str, source: str, where: str, fmt: str, fields: JsonlFields
 ) -> Document | Skipped:
+    """One record as a Document. Its id is the record's own, so it stays the same if the record
+    moves to another file; `path` records the file, so `--prune` can still tell it is gone."""
     if not isinstance(record, dict):
         return Skipped(source, f"{where}: expected a JSON object, got {_json_type(record)}")
 
@@ -242,6 +221,7 @@ def _record_document(
         title=title.strip() if isinstance(title, str) and title.strip() else str(record_id),
         text=text,
         metadata=metadata,
+        path=file,
     )
 
 

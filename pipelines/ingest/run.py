@@ -1,13 +1,18 @@
 """The ingestion run: discover -> load and clean -> chunk -> embed what changed -> index -> report.
 
+    ingest([Path("data/fastapi-docs/docs")], store, embedder, IngestOptions(), root=Path("data"))
+
 Incremental and idempotent, because chunk ids are content hashes:
 - a document whose chunks are all stored already costs no embedding (it is "unchanged");
 - a changed document gets only its new chunks embedded and upserted, then its stale ones deleted
   (in that order: a run killed in between leaves extra chunks, never missing ones, and the next
   run removes them);
-- `prune` deletes documents that were stored from the given paths but are gone from them.
-The collection is the only record of progress: a document counts as done when all of its chunk
-ids are stored, so a run stopped by a Qdrant outage cannot mark anything done too early.
+- `prune` deletes documents stored from files inside the given paths that this run did not find.
+Ids are paths below `root` (KIT_DOCS_ROOT), so the same file has the same id whichever folder is
+named, and prune compares folders part by part (pipelines/ingest/paths.py): ingesting a subfolder
+never touches a document outside it. The collection is the only record of progress: a document
+counts as done when all of its chunk ids are stored, so a run stopped by a Qdrant outage cannot
+mark anything done too early.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from pathlib import Path
 from pipelines.ingest.chunk import Chunk, ChunkingConfig, chunk_document
 from pipelines.ingest.documents import Document, Skipped
 from pipelines.ingest.index import ChunkStore, StoreUnavailableError
-from pipelines.ingest.loaders import JsonlFields, discover, load_file
+from pipelines.ingest.loaders import JsonlFields, load_file
+from pipelines.ingest.paths import DocsRoot, discover, inside
 from pipelines.ingest.report import IngestReport
 from services.common.embedders import Embedder
 
@@ -32,6 +38,7 @@ class IngestOptions:
     max_bytes: int = 10_000_000
     batch_size: int = 64  # chunks per embedding call
     prune: bool = False
+    rebuild: bool = False  # delete the collection first (once the paths are known to be valid)
 
 
 @dataclass
@@ -47,10 +54,13 @@ def ingest(
     store: ChunkStore,
     embedder: Embedder,
     options: IngestOptions,
+    *,
+    root: Path,
     on_file: Callable[[Path], None] = lambda path: None,
 ) -> IngestReport:
+    """Ingest the files under `paths`, each of which must lie below `root` (KIT_DOCS_ROOT)."""
     try:
-        return _ingest(paths, store, embedder, options, on_file)
+        return _ingest(paths, store, embedder, options, DocsRoot.at(root), on_file)
     except StoreUnavailableError as exc:
         raise StoreUnavailableError(
             f"{exc} Ingestion stopped there: the chunks it stored are kept, and running it "
@@ -63,19 +73,31 @@ def _ingest(
     store: ChunkStore,
     embedder: Embedder,
     options: IngestOptions,
+    root: DocsRoot,
     on_file: Callable[[Path], None],
 ) -> IngestReport:
     report = IngestReport(chunking=options.chunking.fingerprint())
     started = time.perf_counter()
+    # The folders as root-relative names ("fastapi-docs/docs"), checked before anything changes,
+    # so a path outside the root (or a typo) cannot cost a --rebuild its collection.
+    located = [root.locate(path) for path in paths]
+    if missing := [str(path) for path, at in zip(paths, located, strict=True) if not at.exists()]:
+        raise FileNotFoundError(f"{', '.join(missing)} does not exist")
+    folders = [root.id_of(path) for path in located]
+    if options.rebuild:
+        store.drop()
     store.ensure_collection(embedder.dimension, embedder=embedder.name)
     stored = store.chunk_ids_by_doc()
     seen: set[str] = set()
     pending = _Pending()
 
-    for file, root in discover(paths):
-        on_file(file)
+    for found in discover(paths, root):
+        if isinstance(found, Skipped):  # a link out of the root, a loop: never read
+            report.skipped.append(found)
+            continue
+        on_file(found)
         loading = time.perf_counter()
-        items = list(load_file(file, root, jsonl=options.jsonl, max_bytes=options.max_bytes))
+        items = list(load_file(found, root.path, jsonl=options.jsonl, max_bytes=options.max_bytes))
         report.timings["load"] += time.perf_counter() - loading
         for item in items:
             if isinstance(item, Skipped):
@@ -88,7 +110,7 @@ def _ingest(
     _flush(pending, store, embedder, report)
 
     if options.prune:
-        _prune(paths, store, stored, seen, report)
+        _prune(folders, store, stored, seen, report)
     report.timings["total"] = time.perf_counter() - started
     report.chunks_in_collection = store.count()
     return report
@@ -134,17 +156,16 @@ def _flush(pending: _Pending, store: ChunkStore, embedder: Embedder, report: Ing
 
 
 def _prune(
-    paths: Sequence[Path],
+    folders: Sequence[str],
     store: ChunkStore,
     stored: dict[str, set[str]],
     seen: set[str],
     report: IngestReport,
 ) -> None:
-    """Delete documents stored from these paths that this run did not find any more."""
-    roots = [str(path) for path in paths]
-    sources = store.sources_by_doc()
-    for doc_id, source in sources.items():
-        if doc_id in seen or not any(source.startswith(root) for root in roots):
+    """Delete documents whose file lies inside these (root-relative) folders, or is one of these
+    files, that this run did not find any more. A document stored without a path is kept."""
+    for doc_id, path in store.paths_by_doc().items():
+        if doc_id in seen or not path or not any(inside(path, folder) for folder in folders):
             continue
         store.delete(stored.get(doc_id, set()))
         report.documents["pruned"] += 1

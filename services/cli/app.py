@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from services.cli import ask, drift, evaluate, finetune, gateway, ingest, models, serve
+from services.cli import ask, drift, evaluate, finetune, gateway, ingest, models, rag, serve
 from services.cli.doctor import Status, as_json, run_checks
 from services.cli.state import CliState, console, state
 from services.common.errors import ConfigError
@@ -31,6 +31,7 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(serve.app, name="serve")
 app.add_typer(gateway.app, name="gateway")
+app.add_typer(rag.app, name="rag")
 app.command("ingest")(ingest.ingest)
 app.command("search")(ingest.search)
 app.add_typer(evaluate.app, name="eval")

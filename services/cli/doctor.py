@@ -255,7 +255,7 @@ def check_servers(settings: KitSettings) -> Iterator[Check]:
     if settings.redis_url is None:
         yield Check("servers", "redis", Status.INFO, "REDIS_URL unset: in-memory cache and limits")
     else:
-        yield _redis_probe(str(settings.redis_url), timeout)
+        yield _redis_probe(settings.redis_url.get_secret_value(), timeout)
     uri = settings.mlflow_tracking_uri
     if uri is None:
         store = settings.data_dir / "mlflow.db"

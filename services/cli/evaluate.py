@@ -69,7 +69,7 @@ def rag(
         if not store.count():
             raise ConfigError(f"Collection {collection!r} is empty; run `kit ingest` first.")
         embedder = stack.enter_context(open_embedder(settings))
-        store.check_embedder(embedder.name)
+        store.check_collection(embedder.name)
         reranker = load_reranker(rerank_model)
         retriever = Retriever(store, embedder.embed, reranker=reranker)
         for name in modes:
@@ -201,12 +201,18 @@ def draft_questions(
 
     from pipelines.evaluate.draft import draft_questions as draft
     from pipelines.ingest.documents import Document
-    from pipelines.ingest.loaders import discover, load_file
+    from pipelines.ingest.loaders import load_file
+    from pipelines.ingest.paths import DocsRoot, discover
     from services.common.gateway_client import GatewayClient
 
     settings = state(ctx).settings()
+    root = DocsRoot.at(settings.docs_root)  # drafts name documents by the ids ingestion gives
     documents = [
-        d for f, root in discover([corpus]) for d in load_file(f, root) if isinstance(d, Document)
+        d
+        for found in discover([corpus], root)
+        if isinstance(found, Path)
+        for d in load_file(found, root.path)
+        if isinstance(d, Document)
     ]
     if not documents:
         raise ConfigError(f"No documents found under {corpus}.")

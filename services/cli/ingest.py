@@ -1,8 +1,12 @@
 """`kit ingest PATH...` and `kit search "query"`: build the document index and query it.
 
 kit ingest data/fastapi-docs/docs            # Markdown, text, HTML, PDF, JSON/JSONL
-kit ingest notes.jsonl --text-field body --meta-field team
+kit ingest data/notes.jsonl --text-field body --meta-field team
+kit ingest data/fastapi-docs/docs --rebuild  # delete the collection first, then build it again
 kit search "how do I declare a path parameter" --k 5 --filter category=tutorial
+
+Every path must lie below KIT_DOCS_ROOT (default `data`): a document's id is its path from there
+("fastapi-docs/docs/tutorial/body.md"), the same whichever folder is named.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders.", exists=True)],
     collection: Annotated[str, typer.Option(help="Qdrant collection.")] = "docs",
     prune: Annotated[bool, typer.Option(help="Remove documents gone from these paths.")] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(help="Delete the collection first, then build it from these paths only."),
+    ] = False,
     strict: Annotated[bool, typer.Option(help="Exit 1 if any input was skipped.")] = False,
     max_tokens: Annotated[int, typer.Option(help="Chunk budget in word pieces.")] = 200,
     overlap: Annotated[int, typer.Option(help="Tokens shared by neighbouring chunks.")] = 32,
@@ -39,11 +47,15 @@ def ingest(
     from pipelines.ingest.chunk import ChunkingConfig
     from pipelines.ingest.index import ChunkStore, open_client
     from pipelines.ingest.loaders import JsonlFields
+    from pipelines.ingest.paths import DocsRoot
     from pipelines.ingest.run import IngestOptions
     from pipelines.ingest.run import ingest as run_ingest
     from services.common.embedders import open_embedder
 
     settings = state(ctx).settings()
+    root = DocsRoot.at(settings.docs_root)
+    for path in paths:  # a path outside the root fails now, not after the model has loaded
+        root.locate(path)
     try:
         chunking = ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap)
     except ValueError as exc:
@@ -58,6 +70,7 @@ def ingest(
         ),
         max_bytes=max_bytes,
         prune=prune,
+        rebuild=rebuild,
     )
     columns = (
         TextColumn("{task.description}"),
@@ -75,6 +88,7 @@ def ingest(
                     store,
                     embedder,
                     options,
+                    root=settings.docs_root,
                     on_file=lambda path: progress.update(task, advance=1, description=path.name),
                 )
         finally:
@@ -84,7 +98,8 @@ def ingest(
     console.print(
         f"documents: {summary['documents']}\nchunks: {summary['chunks']} "
         f"({report.chunks_in_collection} in {collection!r})\n"
-        f"time: {summary['timings']}, {summary['chunks_per_second']} chunks/s\nreport: {saved}"
+        f"time: {summary['timings']}, {summary['chunks_per_second']} chunks/s\nreport: {saved}\n"
+        f"ids: paths below KIT_DOCS_ROOT ({settings.docs_root})"
     )
     for skipped in report.skipped:
         console.print(f"[yellow]skipped[/] {escape(skipped.source)}: {escape(skipped.reason)}")
@@ -129,7 +144,7 @@ def search(
                 f"Collection {collection!r} is empty or missing; run `kit ingest` first."
             )
         with open_embedder(settings) as embedder:
-            store.check_embedder(embedder.name)
+            store.check_collection(embedder.name)
             retriever = Retriever(store, embedder.embed, reranker=load_reranker(rerank_model))
             hits = retriever.search(query, k=k, mode=cast(Mode, mode), filters=filters)
     finally:

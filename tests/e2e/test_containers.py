@@ -27,7 +27,7 @@ from tests.support.containers import (
     docker_client,
     serving_folder,
 )
-from tests.support.servers import create_gateway_key, free_port
+from tests.support.servers import create_gateway_key, create_rag_key, free_port
 
 KIT = str(Path(sys.executable).with_name("kit"))
 REPO = Path(__file__).resolve().parents[2]
@@ -218,9 +218,19 @@ def test_gateway_container_answers_from_the_local_model_and_turns_healthy(
 
 
 def test_rag_container_cites_documents_the_pipelines_image_ingested(
-    docker: Any, images: dict[str, Any], gateway: tuple[str, str, Any]
+    docker: Any,
+    images: dict[str, Any],
+    gateway: tuple[str, str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     gateway_url, key, _ = gateway
+    # A key for the RAG service's caller, its hash mounted read-only as a secret would be.
+    keys, secrets = tmp_path_factory.mktemp("rag-keys"), tmp_path_factory.mktemp("rag-secrets")
+    env = {"PATH": str(Path(KIT).parent), "KIT_ENV": "test", "KIT_DATA_DIR": str(keys)}
+    rag_key = create_rag_key(KIT, env, REPO, "--id", "containers")
+    shutil.copy(keys / "rag-keys.yaml", secrets / "rag-keys.yaml")
+    secrets.chmod(0o755)
+    (secrets / "rag-keys.yaml").chmod(0o644)
     volume = docker.volumes.create(f"kit-test-data-{uuid.uuid4().hex[:8]}")
     state = {volume.name: {"bind": "/var/lib/kit", "mode": "rw"}}
     try:
@@ -246,8 +256,9 @@ def test_rag_container_cites_documents_the_pipelines_image_ingested(
                 "RAG_PORT": str(port),
                 "GATEWAY_URL": gateway_url,
                 "GATEWAY_API_KEY": key,
+                "RAG_KEYS_FILE": "/run/secrets/rag-keys.yaml",
             },
-            state,
+            state | {str(secrets): {"bind": "/run/secrets", "mode": "ro"}},
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -256,6 +267,7 @@ def test_rag_container_cites_documents_the_pipelines_image_ingested(
             )
             answer = httpx.post(
                 f"{url}/ask",
+                headers={"Authorization": f"Bearer {rag_key}"},
                 json={"question": "How do I declare a path parameter?"},
                 timeout=300,  # generous: a shared CI machine may be running other jobs
             )

@@ -40,9 +40,10 @@ def indexed(kit_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     for page in PAGES:
         (docs / page).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "data/fastapi-docs/docs" / page, docs / page)
-    result = kit("ingest", str(docs), env=kit_env)
+    env = kit_env | {"KIT_DOCS_ROOT": str(docs)}  # documents are ingested from below it
+    result = kit("ingest", str(docs), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    return kit_env
+    return env
 
 
 def banking_log(path: Path, count: int) -> None:

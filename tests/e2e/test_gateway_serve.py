@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.support.servers import create_gateway_key, free_port
+from tests.support.servers import create_gateway_key, kit_service
 
 KIT = str(Path(sys.executable).with_name("kit"))
 REPO = Path(__file__).resolve().parents[2]
@@ -22,30 +20,11 @@ def test_serve_gateway_answers_with_a_created_key(kit_env: dict[str, str], tmp_p
     keys_file = Path(kit_env["KIT_DATA_DIR"]) / "gateway-keys.yaml"
     assert key not in keys_file.read_text()  # only its hash is stored
 
-    port = free_port()
     env = kit_env | {"KIT_LOG_FORMAT": "json"}
     log_path = tmp_path / "gateway.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [KIT, "serve", "gateway", "--port", str(port)],
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:  # ready once the local models are loaded
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "gateway not ready in 120 s"
-            time.sleep(0.2)
-
+    # Ready once the local models are loaded; stopped with SIGTERM, as a container runtime does.
+    with kit_service(KIT, "gateway", env, log_path, cwd=REPO) as served:
+        base = served.url
         answer = httpx.post(
             f"{base}/v1/chat/completions",
             headers={"authorization": f"Bearer {key}"},
@@ -61,9 +40,7 @@ def test_serve_gateway_answers_with_a_created_key(kit_env: dict[str, str], tmp_p
         )
         refused = httpx.post(f"{base}/v1/chat/completions", json={"messages": []}, timeout=10)
         metrics = httpx.get(f"{base}/metrics", timeout=10).text
-    finally:
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(timeout=30)
+    code = served.process.returncode
 
     assert answer.status_code == 200, answer.text
     assert "Paris" in answer.json()["choices"][0]["message"]["content"]

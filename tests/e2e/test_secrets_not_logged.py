@@ -8,17 +8,14 @@ Every byte the process wrote is then searched for each secret.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import yaml
 
 from tests.support.fake_openai import FakeUpstream, error, ok, running_fake_upstream
-from tests.support.servers import create_gateway_key, free_port
+from tests.support.servers import create_gateway_key, kit_service
 
 KIT = str(Path(sys.executable).with_name("kit"))
 REPO = Path(__file__).resolve().parents[2]
@@ -49,19 +46,6 @@ def write_models(path: Path, upstream_url: str) -> Path:
     return path
 
 
-def wait_ready(base: str, server: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert server.poll() is None, log_path.read_text()
-        assert time.monotonic() < deadline, f"gateway not ready in 60 s:\n{log_path.read_text()}"
-        time.sleep(0.2)
-
-
 def test_keys_from_files_reach_the_provider_and_never_the_logs(
     kit_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -81,21 +65,11 @@ def test_keys_from_files_reach_the_provider_and_never_the_logs(
             "OPENAI_API_KEY_FILE": str(secrets / "openai"),
             "ANTHROPIC_API_KEY_FILE": str(secrets / "anthropic"),
         }
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
         log_path = tmp_path / "gateway.log"
-        with log_path.open("wb") as log:
-            server = subprocess.Popen(
-                [KIT, "serve", "gateway", "--port", str(port)],
-                env=env,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
         auth = {"authorization": f"Bearer {gateway_key}"}
         body = {"model": "cloud", "messages": [{"role": "user", "content": "Hello?"}]}
-        try:
-            wait_ready(base, server, log_path)
+        with kit_service(KIT, "gateway", env, log_path, cwd=REPO) as served:
+            base = served.url
             upstream.default = ok("Hi there.")
             answered = httpx.post(
                 f"{base}/v1/chat/completions", headers=auth, json=body, timeout=30
@@ -117,9 +91,6 @@ def test_keys_from_files_reach_the_provider_and_never_the_logs(
                 json=body,
                 timeout=30,
             )
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=30)
 
     assert answered.status_code == 200, answered.text
     sent = upstream.requests[0].headers["authorization"]

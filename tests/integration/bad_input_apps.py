@@ -34,6 +34,7 @@ from services.gateway.settings import GatewaySettings
 from services.rag.app import create_app as create_rag
 from services.rag.settings import RagSettings
 from tests.integration.gateway_helpers import KEY, write_models
+from tests.integration.rag_helpers import rag_keys
 from tests.support.fake_openai import FakeUpstream
 
 # Seeded (`derandomize`), so CI runs the same cases every time and a failure reproduces; modest,
@@ -106,20 +107,21 @@ def fake_gateway(folder: Path, upstream: FakeUpstream, **settings: Any) -> FastA
 def rag_app(
     folder: Path, upstream: FakeUpstream, embedder: Embedder, pages: Mapping[str, str]
 ) -> Iterator[FastAPI]:
-    """A RAG app over `pages` (file name -> markdown), answering with model alias "chain"."""
+    """A RAG app over `pages` (file name -> markdown), answering with model alias "chain".
+    Callers send `rag_helpers.ADMIN` (or ASKER): keys are on, as in production."""
     corpus = folder / "data" / "docs"
     corpus.mkdir(parents=True, exist_ok=True)
     for name, text in pages.items():
         (corpus / name).write_text(text)
     store = ChunkStore(QdrantClient(":memory:"), "docs")
-    ingest([corpus], store, embedder, IngestOptions())
+    ingest([corpus], store, embedder, IngestOptions(), root=corpus)
     settings = RagSettings(
         _env_file=None,
         environment="test",
         data_dir=folder / "state",
         model="chain",
-        ingest_roots=[folder / "data"],
+        docs_root=corpus,
     )
     with EmbeddedServer(fake_gateway(folder / "gateway", upstream)) as gateway:
         llm = AsyncGatewayClient(gateway.url, api_key=KEY)
-        yield create_rag(settings, llm=llm, store=store, embedder=embedder)
+        yield create_rag(settings, llm=llm, store=store, embedder=embedder, keys=rag_keys())

@@ -16,6 +16,7 @@ from services.common.request_limits import MAX_JSON_DEPTH
 from services.rag.settings import RagSettings
 from tests.integration.bad_input_apps import fake_gateway, rag_app
 from tests.integration.gateway_helpers import AUTH, chat_body
+from tests.integration.rag_helpers import ADMIN
 from tests.support.fake_openai import FakeUpstream
 
 JSON = {"content-type": "application/json"}
@@ -41,7 +42,7 @@ def rag(
     pages = {"tasks.md": "# Background Tasks\n\nBackground tasks run after the response."}
     with (
         rag_app(folder, _upstream_server, local_client.embedder, pages) as app,
-        TestClient(app, base_url="http://localhost") as client,
+        TestClient(app, base_url="http://localhost", headers=ADMIN) as client,
     ):
         yield client
 

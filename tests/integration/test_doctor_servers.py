@@ -22,7 +22,7 @@ def _by_name(settings: KitSettings) -> dict[str, tuple[Status, str]]:
 
 def test_redis_is_reached_and_then_reported_down(settings: KitSettings, tmp_path: Path) -> None:
     with redis_server(tmp_path) as url:
-        configured = settings.model_copy(update={"redis_url": url})
+        configured = settings.model_copy(update={"redis_url": SecretStr(url)})
         status, detail = _by_name(configured)["redis"]
         assert (status, "answered PING") == (Status.OK, detail[-13:])
 
@@ -33,7 +33,9 @@ def test_redis_is_reached_and_then_reported_down(settings: KitSettings, tmp_path
 def test_a_redis_password_is_never_shown(settings: KitSettings, tmp_path: Path) -> None:
     with redis_server(tmp_path) as url:
         port = url.rsplit(":", 1)[1].split("/")[0]
-        wrong = settings.model_copy(update={"redis_url": f"redis://:hunter2@127.0.0.1:{port}/0"})
+        wrong = settings.model_copy(
+            update={"redis_url": SecretStr(f"redis://:hunter2@127.0.0.1:{port}/0")}
+        )
         _, detail = _by_name(wrong)["redis"]
 
     assert "hunter2" not in detail

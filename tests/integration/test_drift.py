@@ -125,7 +125,7 @@ class CitingLLM:
 def docs_store(local_client: LocalClient) -> Iterator[ChunkStore]:
     """The whole FastAPI docs in an in-memory Qdrant: about a minute of embedding, once."""
     store = ChunkStore(QdrantClient(":memory:"), "docs")
-    ingest([CORPUS], store, local_client.embedder, IngestOptions())
+    ingest([CORPUS], store, local_client.embedder, IngestOptions(), root=CORPUS)
     yield store
     store.close()
 
@@ -135,6 +135,7 @@ def rag_settings(tmp_path: Path, **overrides: object) -> RagSettings:
         _env_file=None,  # type: ignore[call-arg]
         environment="test",
         data_dir=tmp_path / "state",
+        auth="open",  # about the query log; who may call is test_rag_auth.py's subject
         **overrides,
     )
 

@@ -197,9 +197,11 @@ def test_a_crashed_job_leaves_a_failed_run_with_the_error(
 
 def test_the_same_job_runs_against_an_mlflow_server(tmp_path: Path, shared_cache_dir: Path) -> None:
     """MLFLOW_TRACKING_URI pointing at a real `mlflow server` on 127.0.0.1: runs, artifacts
-    (uploaded over HTTP) and the registry live there, and the champion loads back from it."""
+    (uploaded over HTTP) and the registry live there, and the champion loads back from it, both
+    through the kit's verifying loader and as a plain MLflow pyfunc (for MLflow's own tools)."""
     import mlflow
 
+    from pipelines.finetune.trusted import load_uri
     from tests.support.servers import free_port, mlflow_server, running
 
     port = free_port()
@@ -220,10 +222,14 @@ def test_the_same_job_runs_against_an_mlflow_server(tmp_path: Path, shared_cache
             mlflow_tracking_uri=f"http://127.0.0.1:{port}",
         )
         result = run_finetune(config, settings)
-        served = mlflow.pyfunc.load_model("models:/intent-router@champion")
-        label = served.predict(["I still have not received my new card"])[0]
+        query = ["I still have not received my new card"]
+        version, served = load_uri("models:/intent-router@champion", f"http://127.0.0.1:{port}")
+        label = served.predict(query)[0]
+        pyfunc = mlflow.pyfunc.load_model("models:/intent-router@champion").predict(query)[0]
 
-    assert result.decision.promoted and result.decision.version == "1"
+    assert result.decision.promoted and result.decision.version == version == "1"
     assert label in set(result.test.report) - {"accuracy", "macro avg", "weighted avg"}
+    assert pyfunc == label
     assert not (tmp_path / "client-data" / "mlflow.db").exists()  # nothing stored locally
-    assert any((tmp_path / "server-artifacts").rglob("head.pt"))  # the model went to the server
+    uploaded = {path.name for path in (tmp_path / "server-artifacts").rglob("*")}
+    assert {"head.safetensors", "kit-manifest.json"} <= uploaded  # the model went to the server

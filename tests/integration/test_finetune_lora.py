@@ -156,13 +156,13 @@ def test_a_model_for_other_labels_or_another_base_is_refused(
 def test_a_lora_job_is_tracked_registered_and_served_from_the_registry(
     cached_settings: KitSettings, tmp_path: Path
 ) -> None:
-    """The LoRA method through the whole job: MLflow run, pyfunc model, registry, loading back."""
-    import mlflow
-
+    """The LoRA method through the whole job: MLflow run, pyfunc model, registry, and loading
+    back through the kit's verifying loader (as the gateway does)."""
     from pipelines import tracking
     from pipelines.finetune.config import CONFIGS, load_config
     from pipelines.finetune.data import read_csv
     from pipelines.finetune.run import run_finetune
+    from pipelines.finetune.trusted import load_uri
 
     quick = load_config(CONFIGS / "lora-quick.yaml")
     config = quick.model_copy(
@@ -176,11 +176,13 @@ def test_a_lora_job_is_tracked_registered_and_served_from_the_registry(
     settings = cached_settings.model_copy(update={"data_dir": tmp_path / "data"})
 
     result = run_finetune(config, settings)
-    tracking.start(settings, "finetune-intent")
-    served = mlflow.pyfunc.load_model("models:/intent-router@champion")
+    version, served = load_uri(
+        "models:/intent-router@champion", tracking.tracking_uri(settings), settings
+    )
     labels = served.predict(["I still have not received my new card", "top up failed"])
 
     assert result.decision.promoted and result.test.rows == 77
+    assert version == result.decision.version
     assert result.validation_accuracy is None  # validation rows were trained on: not reported
     known = {e.label for e in read_csv(quick.data.train_file)}
     assert len(labels) == 2 and set(labels) <= known  # only ever one of the 77 intents

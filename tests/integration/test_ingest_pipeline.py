@@ -1,4 +1,5 @@
-"""Ingestion into a real Qdrant (local mode) with the real embedder: incremental and resumable."""
+"""Ingestion into a real Qdrant (local mode) with the real embedder: incremental and resumable,
+with ids relative to the docs root, so a subfolder's run touches nothing outside it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import numpy.typing as npt
 import pytest
 from qdrant_client import QdrantClient
 
-from pipelines.ingest.index import ChunkStore
+from pipelines.ingest.index import DOC_IDS, ChunkStore
+from pipelines.ingest.paths import OUTSIDE_ROOT
 from pipelines.ingest.run import IngestOptions, ingest
 from pipelines.retrieval import Retriever
+from services.common.errors import ConfigError
 from services.common.local_client import LocalClient
 
 PAGES = {
@@ -60,8 +63,12 @@ def store() -> ChunkStore:
     return ChunkStore(QdrantClient(":memory:"), "test")
 
 
-def run(corpus: Path, store: ChunkStore, embed: CountingEmbedder, **options: object):  # type: ignore[no-untyped-def]
-    return ingest([corpus], store, embed, IngestOptions(batch_size=2, **options))  # type: ignore[arg-type]
+def run(  # type: ignore[no-untyped-def]
+    corpus: Path, store: ChunkStore, embed: CountingEmbedder, root: Path | None = None, **options
+):
+    """Ingest `corpus`; ids are relative to `root` (default: the corpus itself)."""
+    options = IngestOptions(batch_size=2, **options)
+    return ingest([corpus], store, embed, options, root=root or corpus)  # type: ignore[arg-type]
 
 
 def test_a_second_run_on_unchanged_files_embeds_nothing(
@@ -167,3 +174,147 @@ def test_filters_and_modes_find_the_right_document(
     assert keyword[0].doc_id == "guide/cookies.md"
     assert dense[0].doc_id == "deploy/workers.md"
     assert {hit.doc_id for hit in filtered} == {"guide/headers.md"}
+
+
+# Ids relative to the docs root: a subfolder's run touches nothing outside it ---------------------
+
+
+def chunks_of(store: ChunkStore) -> dict[str, set[str]]:
+    return {doc: ids for doc, ids in store.chunk_ids_by_doc().items() if ids}
+
+
+def test_ingesting_a_subfolder_keeps_every_id_and_prunes_nothing_outside_it(
+    tmp_path: Path, store: ChunkStore, local_client: LocalClient
+) -> None:
+    """The old ids were relative to the folder named: guide/page.md became "page.md" when guide/
+    was ingested on its own, overwriting the root's own page.md, and prune then deleted
+    "guide/page.md" because its source path started with the folder's."""
+    root = write_pages(
+        tmp_path / "docs",
+        {
+            "page.md": "# Root page\n\nCookies are read with the Cookie parameter.",
+            "guide/page.md": "# Guide page\n\nHeaders are declared with Header.",
+            "guide/other.md": "# Other\n\nWorkers use every core.",
+        },
+    )
+    embedder = CountingEmbedder(local_client)
+    run(root, store, embedder, root)
+    before = chunks_of(store)
+    (root / "guide/other.md").unlink()
+
+    report = run(root / "guide", store, embedder, root, prune=True)
+
+    assert set(before) == {"page.md", "guide/page.md", "guide/other.md"}
+    assert (report.documents["unchanged"], report.documents["added"]) == (1, 0)
+    assert report.documents["pruned"] == 1  # guide/other.md, which is gone
+    after = chunks_of(store)
+    assert after == {doc: before[doc] for doc in ("page.md", "guide/page.md")}
+
+
+def test_prune_of_a_folder_spares_a_sibling_that_shares_its_name_as_a_prefix(
+    tmp_path: Path, store: ChunkStore, local_client: LocalClient
+) -> None:
+    root = write_pages(
+        tmp_path / "data",
+        {
+            "docs/a.md": "# A\n\nCookies are read with the Cookie parameter.",
+            "docs2/b.md": "# B\n\nHeaders are declared with Header.",
+        },
+    )
+    embedder = CountingEmbedder(local_client)
+    run(root, store, embedder, root)
+    (root / "docs/a.md").unlink()
+    write_pages(root, {"docs/c.md": "# C\n\nWorkers use every core."})
+
+    report = run(root / "docs", store, embedder, root, prune=True)
+
+    assert report.documents["pruned"] == 1
+    assert set(chunks_of(store)) == {"docs/c.md", "docs2/b.md"}  # docs2 was never "in" docs
+
+
+def test_prune_removes_records_whose_file_lost_them_and_keeps_other_files_records(
+    tmp_path: Path, store: ChunkStore, local_client: LocalClient
+) -> None:
+    root = tmp_path / "data"
+    faq = write_pages(root, {"faq/a.jsonl": '{"id": "r1", "text": "Cookies are read."}\n'})
+    write_pages(root, {"notes/b.jsonl": '{"id": "r2", "text": "Headers are declared."}\n'})
+    embedder = CountingEmbedder(local_client)
+    run(root, store, embedder, root)
+    (faq / "faq/a.jsonl").write_text('{"id": "r3", "text": "Workers use every core."}\n')
+
+    report = run(root / "faq", store, embedder, root, prune=True)
+
+    assert report.documents["pruned"] == 1  # r1: its file no longer holds it
+    assert set(chunks_of(store)) == {"r2", "r3"}
+    assert store.paths_by_doc() == {"r2": "notes/b.jsonl", "r3": "faq/a.jsonl"}
+
+
+def test_a_symlink_to_a_secret_outside_the_root_is_skipped_and_never_stored(
+    tmp_path: Path, store: ChunkStore, local_client: LocalClient
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("The database password is hunter2.")
+    root = write_pages(tmp_path / "data", {"page.md": "# Page\n\nCookies are read."})
+    (root / "notes.txt").symlink_to(secret)
+
+    report = run(root, store, CountingEmbedder(local_client), root)
+    texts = [hit.text for hit in Retriever(store, local_client.embedder.embed).search("password")]
+
+    assert [(s.source, s.reason) for s in report.skipped] == [("notes.txt", OUTSIDE_ROOT)]
+    assert set(chunks_of(store)) == {"page.md"}
+    assert not any("hunter2" in text for text in texts)
+
+
+def test_sources_and_paths_in_the_index_are_root_relative(
+    corpus: Path, store: ChunkStore, local_client: LocalClient
+) -> None:
+    run(corpus, store, CountingEmbedder(local_client))
+
+    hits = Retriever(store, local_client.embedder.embed).search("cookies", k=10)
+
+    assert {hit.source for hit in hits} <= set(PAGES)
+    assert not any(str(corpus) in hit.source for hit in hits)
+    assert store.paths_by_doc() == {name: name for name in PAGES}
+
+
+def test_a_collection_built_with_the_old_ids_is_refused_until_rebuilt(
+    corpus: Path, store: ChunkStore, local_client: LocalClient
+) -> None:
+    """Before ids were relative to the docs root, the collection had no "doc_ids" mark and its
+    sources were absolute: ingesting into it would store each page again under a new id."""
+    run(corpus, store, CountingEmbedder(local_client))
+    store.client.update_collection(store.collection, metadata={"doc_ids": None})
+    legacy = store.count()
+
+    with pytest.raises(ConfigError, match=r"earlier version of the kit.*kit ingest --rebuild"):
+        run(corpus, store, CountingEmbedder(local_client))
+    with pytest.raises(ConfigError, match="earlier version"):
+        store.check_collection("all-minilm-l6-v2")  # what search, /ask and eval check first
+    unchanged = store.count()
+    rebuilt = run(corpus, store, CountingEmbedder(local_client), rebuild=True)
+
+    assert unchanged == legacy  # the refusal stored nothing
+    assert rebuilt.documents["added"] == 3 and store.count() == rebuilt.chunks["added"]
+    assert store.client.get_collection(store.collection).config.metadata["doc_ids"] == DOC_IDS
+    store.check_collection("all-minilm-l6-v2")  # passes now
+
+
+@pytest.mark.parametrize(
+    ("named", "error", "says"),
+    [("..", ConfigError, "outside KIT_DOCS_ROOT"), ("typo", FileNotFoundError, "does not exist")],
+)
+def test_a_bad_path_stops_the_run_before_the_collection_changes(
+    corpus: Path,
+    store: ChunkStore,
+    local_client: LocalClient,
+    named: str,
+    error: type[Exception],
+    says: str,
+) -> None:
+    run(corpus, store, CountingEmbedder(local_client))
+    before = store.count()
+
+    with pytest.raises(error, match=says):
+        run(corpus / named, store, CountingEmbedder(local_client), corpus, rebuild=True)
+
+    assert store.count() == before  # not even --rebuild's drop happened

@@ -16,14 +16,10 @@ No cluster is needed: kubectl's built-in kustomize (v5, kubectl 1.27+) renders, 
 from __future__ import annotations
 
 import base64
-import json
-import os
 import re
 import secrets
-import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,20 +44,23 @@ from services.gateway.routes.health import router as gateway_health
 from services.gateway.settings import GatewaySettings
 from services.rag.routes.health import router as rag_health
 from services.rag.settings import RagSettings
+from tests.integration.k8s_render import (
+    K8S,
+    NAMESPACE,
+    OVERLAYS,
+    ROOT,
+    Manifest,
+    Render,
+    render_overlays,
+    unhashed,
+)
 from tests.support.servers import require_tool
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "k8s"
-OVERLAYS = ("dev", "production")
 # The oldest Kubernetes the manifests are written for (topology spread's matchLabelKeys and the
 # PDB's unhealthyPodEvictionPolicy are on by default from 1.27), and the newest whose schemas
 # kubernetes-validate ships. Strict schemas: an unknown field is an error, as in `kubectl apply
 # --validate=strict`.
 KUBERNETES_VERSIONS = ("1.30", "1.37")
-KUBECTL_INSTALL = (
-    "https://kubernetes.io/docs/tasks/tools/ (kubectl 1.27 or newer, for its built-in "
-    "kustomize v5), or: brew install kubectl"
-)
 
 # Which settings class reads each container's environment, and the routes it serves.
 SETTINGS: dict[str, type[KitSettings]] = {"gateway": GatewaySettings, "rag": RagSettings}
@@ -69,75 +68,16 @@ ROUTES = {
     "gateway": {route.path for route in gateway_health.routes},
     "rag": {route.path for route in rag_health.routes},
 }
-NAMESPACE = {"dev": "ai-kit-dev", "production": "ai-kit"}
-
-Manifest = dict[str, Any]
-
-
-# --- Rendering -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Render:
-    objects: list[Manifest]
-    warnings: str
-
-    def all(self, kind: str) -> list[Manifest]:
-        return [o for o in self.objects if o["kind"] == kind]
-
-    def get(self, kind: str, name: str) -> Manifest:
-        found = [o for o in self.all(kind) if o["metadata"]["name"] == name]
-        assert len(found) == 1, f"expected one {kind} named {name}, found {len(found)}"
-        return found[0]
-
-
-def _unhashed(name: str) -> str:
-    return re.sub(r"-[a-z0-9]{10}$", "", name)
-
-
-def _kubectl() -> str:
-    """kubectl with a kustomize v5 inside. Missing or too old: skip here, fail in CI."""
-    kubectl = require_tool("kubectl", KUBECTL_INSTALL)
-    version = subprocess.run(
-        [kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=60
-    )
-    client = json.loads(version.stdout or "{}")
-    kustomize = client.get("kustomizeVersion", "unknown")
-    if not re.match(r"v([5-9]|\d\d)\.", kustomize):
-        found = client.get("clientVersion", {}).get("gitVersion", "?")
-        message = (
-            f"kubectl {found} has kustomize {kustomize}; the overlays need kustomize v5. "
-            f"Install: {KUBECTL_INSTALL}"
-        )
-        if os.environ.get("CI"):  # as `require_tool` does: a skip in CI would hide a gap
-            pytest.fail(message)
-        pytest.skip(message)
-    return kubectl
+# Each service's API keys: the setting naming the file, and the Secret mounted as its folder.
+KEYS = {"gateway": ("GATEWAY_KEYS_FILE", "gateway-keys"), "rag": ("RAG_KEYS_FILE", "rag-keys")}
+# Secrets that are not kit settings: MLflow's client reads its login from these two by itself.
+MLFLOW_LOGIN = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
 
 
 @pytest.fixture(scope="module")
 def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Render]:
-    """Each overlay rendered from a copy of deploy/k8s with the example secrets filled in.
-
-    The copy leaves out any overlays/*/secrets/ of the developer's checkout: a test must not
-    depend on, or print, real secrets.
-    """
-    kubectl = _kubectl()
-    tree = tmp_path_factory.mktemp("k8s") / "k8s"
-    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets"))
-    result = {}
-    for overlay in OVERLAYS:
-        shutil.copytree(tree / "secrets.example", tree / "overlays" / overlay / "secrets")
-        done = subprocess.run(
-            [kubectl, "kustomize", str(tree / "overlays" / overlay)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, f"kubectl kustomize overlays/{overlay}:\n{done.stderr}"
-        objects = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-        result[overlay] = Render(objects, done.stderr)
-    return result
+    """Each overlay rendered as a user renders it, with the example secrets filled in."""
+    return render_overlays(tmp_path_factory.mktemp("k8s"))
 
 
 # --- Helpers that read the rendered objects --------------------------------------------------
@@ -203,6 +143,14 @@ def secret_fields(cls: type[KitSettings]) -> set[str]:
     return {env_name(cls, f) for f, i in cls.model_fields.items() if i.annotation in secret_types}
 
 
+def is_placeholder(value: str) -> bool:
+    """An example secret: a placeholder ("changeme", empty), or a URL whose password is one."""
+    if value.strip().lower() in PLACEHOLDER_SECRETS:
+        return True
+    password = urlsplit(value).password if "://" in value else None
+    return password is not None and password.lower() in PLACEHOLDER_SECRETS
+
+
 def cores(quantity: str) -> float:
     return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
 
@@ -252,7 +200,7 @@ def test_each_overlay_renders_every_part_into_its_namespace(
     renders: dict[str, Render], overlay: str
 ) -> None:
     render = renders[overlay]
-    kinds = {(o["kind"], _unhashed(o["metadata"]["name"])) for o in render.objects}
+    kinds = {(o["kind"], unhashed(o["metadata"]["name"])) for o in render.objects}
 
     assert render.warnings == "", f"kustomize warned (deprecated fields?):\n{render.warnings}"
     for name in SETTINGS:
@@ -260,10 +208,11 @@ def test_each_overlay_renders_every_part_into_its_namespace(
             assert (kind, name) in kinds
         assert ("ConfigMap", f"{name}-config") in kinds
         assert ("Secret", f"{name}-secrets") in kinds
+        assert ("Secret", KEYS[name][1]) in kinds
     for external in ("qdrant", "redis", "mlflow"):
         assert render.get("Service", external)["spec"]["type"] == "ExternalName"
     assert ("ConfigMap", "kit-common") in kinds
-    assert ("Secret", "gateway-keys") in kinds
+    assert ("NetworkPolicy", "default-deny-all") in kinds  # tests/.../test_k8s_network_policies.py
     namespace = render.get("Namespace", NAMESPACE[overlay])
     labels = namespace["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
@@ -352,11 +301,13 @@ def test_containers_run_as_non_root_on_a_read_only_filesystem(
         for path in ("/tmp", env["KIT_DATA_DIR"], env["KIT_CACHE_DIR"]):
             assert path in mounts, f"{name}: nothing writable at {path}"
             assert "emptyDir" in volumes[mounts[path]]
-        if name == "gateway":
-            keys_file = Path(env["GATEWAY_KEYS_FILE"])
-            assert mounts[str(keys_file.parent)] == "gateway-keys"
-            secret = volumes["gateway-keys"]["secret"]["secretName"]
-            assert keys_file.name in render.get("Secret", secret)["data"]
+        # The API keys file is a Secret, mounted read-only where the setting names it.
+        variable, volume = KEYS[name]
+        keys_file = Path(env[variable])
+        assert mounts[str(keys_file.parent)] == volume
+        secret = volumes[volume]["secret"]["secretName"]
+        assert keys_file.name in render.get("Secret", secret)["data"]
+        assert {m["name"]: m for m in container["volumeMounts"]}[volume]["readOnly"] is True
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -397,9 +348,12 @@ def test_configmaps_hold_only_settings_the_services_read_with_valid_values(
         inline = {e["name"] for e in container["env"]}
         assert not inline & set(env_names(cls).values()), "settings belong in the ConfigMaps"
         allowed_secrets = secret_fields(cls) | (
-            models_file_variables() if name == "gateway" else set()
+            models_file_variables() | MLFLOW_LOGIN if name == "gateway" else set()
         )
         assert secret_variables(render, container) <= allowed_secrets
+        # A value that carries a password never sits in a ConfigMap (readable by more roles,
+        # shown by `kubectl describe`): REDIS_URL comes from the Secret.
+        assert "REDIS_URL" not in configmap_variables(render, container)
 
         # The values are ones the settings class accepts (types, bounds, URLs).
         with monkeypatch.context() as env:
@@ -409,11 +363,12 @@ def test_configmaps_hold_only_settings_the_services_read_with_valid_values(
         expected = "production" if overlay == "production" else "development"
         assert settings.environment == expected
         assert settings.qdrant_url is not None, "in a cluster, the index lives in Qdrant"
-        if isinstance(settings, GatewaySettings):
-            assert settings.auth == "keys"
-            assert settings.redis_url is not None, "replicas share cache and limits in Redis"
+        assert isinstance(settings, GatewaySettings | RagSettings)
+        assert settings.auth == "keys", f"{name} must require an API key"
         if isinstance(settings, RagSettings):
             assert settings.gateway_url is not None, "else each RAG pod runs its own gateway"
+        if name == "gateway":  # replicas share cache and limits in Redis: its URL is a secret
+            assert "REDIS_URL" in secret_variables(render, container)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -424,7 +379,7 @@ def test_every_url_in_the_config_names_a_service_of_the_overlay(
     urls = {"QDRANT_URL", "REDIS_URL", "MLFLOW_TRACKING_URI", "GATEWAY_URL"}
     seen = set()
     for _, _, container in deployments(render):
-        for variable, value in environment(render, container, with_secrets=False).items():
+        for variable, value in environment(render, container, with_secrets=True).items():
             if variable in urls:
                 seen.add(variable)
                 url = urlsplit(value)
@@ -496,21 +451,44 @@ def test_dev_runs_one_replica_without_autoscaling(renders: dict[str, Render]) ->
     assert render.all("HorizontalPodAutoscaler") == []
 
 
+# Each service's example secrets as copied, the setting that refuses them first, and real values.
+REAL_SECRETS = {
+    "gateway": (
+        "REDIS_URL",
+        {
+            "REDIS_URL": f"redis://default:{secrets.token_urlsafe(24)}@redis:6379/0",
+            "QDRANT_API_KEY": secrets.token_urlsafe(32),
+        },
+    ),
+    "rag": (
+        "GATEWAY_API_KEY",
+        {
+            "GATEWAY_API_KEY": "sk-kit-" + secrets.token_urlsafe(32),
+            "QDRANT_API_KEY": secrets.token_urlsafe(32),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_production_refuses_the_example_secrets_at_start_up(
-    renders: dict[str, Render], monkeypatch: pytest.MonkeyPatch
+    renders: dict[str, Render], monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     """The kit's own check: a copied example secret cannot reach production users."""
     render = renders["production"]
-    container = the_container(render.get("Deployment", "rag"))
+    container = the_container(render.get("Deployment", name))
     env = environment(render, container, with_secrets=True)
-    assert env["GATEWAY_API_KEY"] in PLACEHOLDER_SECRETS  # the example, as copied
+    refused_first, real = REAL_SECRETS[name]
+    assert is_placeholder(env[refused_first])  # the example, as copied
 
     for variable, value in env.items():
         monkeypatch.setenv(variable, value)
-    with pytest.raises(ConfigError, match="GATEWAY_API_KEY is a placeholder"):
-        load_settings(RagSettings, _env_file=None)
-    monkeypatch.setenv("GATEWAY_API_KEY", "sk-kit-" + secrets.token_urlsafe(32))
-    assert load_settings(RagSettings, _env_file=None).environment == "production"
+    with pytest.raises(ConfigError, match=f"{refused_first}.*placeholder") as refused:
+        load_settings(SETTINGS[name], _env_file=None)
+    assert "changeme" not in str(refused.value), "the message must not repeat the secret"
+    for variable, value in real.items():
+        monkeypatch.setenv(variable, value)
+    assert load_settings(SETTINGS[name], _env_file=None).environment == "production"
 
 
 def test_no_real_secret_is_checked_in() -> None:
@@ -536,16 +514,18 @@ def test_no_real_secret_is_checked_in() -> None:
 
     # The examples hold placeholders or nothing, and name only variables the services read.
     readable = secret_fields(GatewaySettings) | secret_fields(RagSettings)
-    readable |= models_file_variables()
+    readable |= models_file_variables() | MLFLOW_LOGIN
     for example in (K8S / "secrets.example").glob("*.env"):
         for line in example.read_text().splitlines():
             assignment = re.fullmatch(r"#? ?([A-Z][A-Z0-9_]*)=(\S*)", line.strip())
             if assignment:
                 variable, value = assignment.groups()
                 assert variable in readable, f"{example.name}: nothing reads {variable}"
-                assert value.strip().lower() in PLACEHOLDER_SECRETS, f"{example.name}: {variable}"
-    keys = yaml.safe_load((K8S / "secrets.example" / "gateway-keys.yaml").read_text())
-    assert keys == {"keys": []}, "the example keys file must not let anyone in"
+                if variable != "MLFLOW_TRACKING_USERNAME":  # a user name, not a secret
+                    assert is_placeholder(value), f"{example.name}: {variable}"
+    for _, secret in KEYS.values():
+        keys = yaml.safe_load((K8S / "secrets.example" / f"{secret}.yaml").read_text())
+        assert keys == {"keys": []}, f"the example {secret}.yaml must not let anyone in"
 
 
 def test_rendered_secrets_carry_placeholders_only(renders: dict[str, Render]) -> None:
@@ -553,7 +533,7 @@ def test_rendered_secrets_carry_placeholders_only(renders: dict[str, Render]) ->
         for secret in renders[overlay].all("Secret"):
             for key, value in secret.get("data", {}).items():
                 text = base64.b64decode(value).decode()
-                if key == "gateway-keys.yaml":
+                if key.endswith("-keys.yaml"):
                     assert yaml.safe_load(text) == {"keys": []}
-                else:
-                    assert text.strip().lower() in PLACEHOLDER_SECRETS, f"{overlay}: {key}"
+                elif key != "MLFLOW_TRACKING_USERNAME":
+                    assert is_placeholder(text), f"{overlay}: {key}"

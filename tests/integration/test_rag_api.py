@@ -1,11 +1,13 @@
 """The RAG API contract: retrieval from a real Qdrant, answers through a real gateway whose model is
-the fake upstream, so citations, refusals, errors and jobs are checked on known answers."""
+the fake upstream, so citations, refusals, errors and jobs are checked on known answers. The
+client sends an admin key (tests/integration/rag_helpers.py); who may call is test_rag_auth.py's."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,6 +21,7 @@ from services.common.local_client import LocalClient
 from services.rag.app import create_app
 from services.rag.settings import RagSettings
 from tests.integration.gateway_helpers import KEY, gateway_app
+from tests.integration.rag_helpers import ADMIN, rag_keys
 from tests.support.fake_openai import FakeUpstream, error, ok
 
 PAGES = {
@@ -31,6 +34,7 @@ PAGES = {
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
+    """The docs root (KIT_DOCS_ROOT) of these tests, so the ids are the file names."""
     root = tmp_path / "data" / "docs"
     root.mkdir(parents=True)
     for name, text in PAGES.items():
@@ -43,18 +47,20 @@ def rag(
     tmp_path: Path, corpus: Path, upstream: FakeUpstream, local_client: LocalClient
 ) -> Iterator[TestClient]:
     store = ChunkStore(QdrantClient(":memory:"), "docs")
-    ingest([corpus], store, local_client.embedder, IngestOptions())
+    ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     settings = RagSettings(
         _env_file=None,
         environment="test",
         data_dir=tmp_path / "state",  # type: ignore[call-arg]
         model="chain",
-        ingest_roots=[tmp_path / "data"],
+        docs_root=corpus,
     )
     with EmbeddedServer(gateway_app(tmp_path / "gw", upstream, local_client)) as gateway:
         llm = AsyncGatewayClient(gateway.url, api_key=KEY)
-        app = create_app(settings, llm=llm, store=store, embedder=local_client.embedder)
-        with TestClient(app) as client:
+        app = create_app(
+            settings, llm=llm, store=store, embedder=local_client.embedder, keys=rag_keys()
+        )
+        with TestClient(app, headers=ADMIN) as client:
             yield client
 
 
@@ -63,7 +69,8 @@ def test_an_answer_with_checked_citations_contexts_and_timings(
 ) -> None:
     upstream.default = ok("Background tasks run after the response is sent [1]. See [9].")
 
-    response = rag.post("/ask", json={"question": "When do background tasks run?", "k": 2})
+    question = {"question": "When do background tasks run?", "k": 2, "include_contexts": True}
+    response = rag.post("/ask", json=question)
 
     assert response.status_code == 200
     body = response.json()
@@ -80,7 +87,7 @@ def test_an_answer_with_checked_citations_contexts_and_timings(
     assert "<question>When do background tasks run?</question>" in prompt
 
 
-def test_an_off_topic_question_is_refused_without_calling_the_model(
+def test_an_off_topic_question_is_refused_without_calling_the_model_or_any_page_text(
     rag: TestClient, upstream: FakeUpstream
 ) -> None:
     response = rag.post("/ask", json={"question": "What is a good lasagna recipe?"})
@@ -89,11 +96,31 @@ def test_an_off_topic_question_is_refused_without_calling_the_model(
     assert body["refused"] is True and body["answer"] == "I don't know."
     assert "relevant enough" in body["refusal_reason"]
     assert upstream.calls() == 0
+    assert body["contexts"] is None and body["citations"] == []
+    # Words from the end of each page, which any chunk of it would carry.
+    assert "add_task" not in response.text and "converts and validates" not in response.text
+
+
+def test_contexts_come_only_when_asked_for_answers_and_refusals_alike(
+    rag: TestClient, upstream: FakeUpstream
+) -> None:
+    upstream.default = ok("Background tasks run after the response is sent [1].")
+    answered = rag.post("/ask", json={"question": "When do background tasks run?"}).json()
+    refused = rag.post(
+        "/ask", json={"question": "What is a good lasagna recipe?", "include_contexts": True}
+    ).json()
+
+    assert answered["contexts"] is None
+    assert [c["doc_id"] for c in answered["citations"]] == ["background.md"]  # with its snippet
+    assert answered["citations"][0]["snippet"].startswith("Background tasks run after")
+    assert refused["refused"] is True and len(refused["contexts"]) > 0  # asked for: given
 
 
 def test_filters_limit_the_contexts(rag: TestClient, upstream: FakeUpstream) -> None:
+    question = "How are parameters typed?"
     response = rag.post(
-        "/ask", json={"question": "How are parameters typed?", "filters": {"doc_id": "paths.md"}}
+        "/ask",
+        json={"question": question, "filters": {"doc_id": "paths.md"}, "include_contexts": True},
     )
 
     assert {c["doc_id"] for c in response.json()["contexts"]} == {"paths.md"}
@@ -102,32 +129,46 @@ def test_filters_limit_the_contexts(rag: TestClient, upstream: FakeUpstream) -> 
 def test_model_failure_and_bad_requests_get_clear_errors(
     rag: TestClient, upstream: FakeUpstream
 ) -> None:
-    upstream.default = error(500)
+    upstream.default = error(500, "Account acct_4242 is over quota; prompt was: When do...")
 
     failed = rag.post("/ask", json={"question": "When do background tasks run?"})
     empty = rag.post("/ask", json={"question": ""})
     extra = rag.post("/ask", json={"question": "x", "temperature": 2})
 
     assert failed.status_code == 502 and failed.json()["error"]["type"] == "model_unavailable"
+    message = failed.json()["error"]["message"]
+    assert "model behind the gateway failed" in message
+    assert failed.headers["x-request-id"] in message  # what to quote to the operator
+    assert "acct_4242" not in failed.text and "quota" not in failed.text  # the upstream's body
     assert empty.status_code == 422 and extra.status_code == 422
     assert "Traceback" not in failed.text
+
+
+def wait_for_job(rag: TestClient, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while (job := rag.get(f"/ingest/{job_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job
 
 
 def test_an_ingest_job_runs_and_reports_and_outside_paths_are_refused(
     rag: TestClient, corpus: Path, tmp_path: Path
 ) -> None:
     (corpus / "cookies.md").write_text("# Cookies\n\nRead cookies with the Cookie parameter.")
-    started = rag.post("/ingest", json={"paths": [str(corpus)]})
-    job_id = started.json()["id"]
-    deadline = time.monotonic() + 60
-    while (job := rag.get(f"/ingest/{job_id}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    started = rag.post("/ingest", json={"paths": ["."]})  # relative to the docs root
+    job = wait_for_job(rag, started.json()["id"])
     outside = rag.post("/ingest", json={"paths": ["/etc"]})
-    answer = rag.post("/ask", json={"question": "How do I read cookies?", "k": 1})
+    climbing = rag.post("/ingest", json={"paths": ["../../.."]})
+    (corpus / ".env").write_text("OPENAI_API_KEY=sk-live-secret")
+    hidden = rag.post("/ingest", json={"paths": [".env"]})
+    answer = rag.post(
+        "/ask", json={"question": "How do I read cookies?", "k": 1, "include_contexts": True}
+    )
 
     assert started.status_code == 202
     assert job["status"] == "done", job
+    assert job["paths"] == ["."]  # as the caller named them
     assert job["report"]["documents"] == {
         "added": 1,
         "updated": 0,
@@ -135,9 +176,30 @@ def test_an_ingest_job_runs_and_reports_and_outside_paths_are_refused(
         "pruned": 0,
         "skipped": 0,
     }
-    assert outside.status_code == 400 and "RAG_INGEST_ROOTS" in outside.text
+    for refused in (outside, climbing):
+        assert refused.status_code == 400 and "RAG_INGEST_ROOTS" in refused.text
+        assert str(tmp_path) not in refused.text  # the server's layout stays private
+    assert hidden.status_code == 400 and "hidden" in hidden.json()["error"]["message"]
+    assert str(tmp_path) not in str(job)
     assert answer.json()["contexts"][0]["doc_id"] == "cookies.md"
-    assert rag.get("/ingest/nope").status_code == 404
+    missing = rag.get("/ingest/nope")
+    assert missing.status_code == 404 and "expired" in missing.json()["error"]["message"]
+
+
+def test_a_second_ingest_while_one_runs_is_refused_naming_the_running_job(
+    rag: TestClient, corpus: Path
+) -> None:
+    for n in range(40):  # enough new pages that the first job is still embedding
+        (corpus / f"page-{n}.md").write_text(f"# Page {n}\n\nNumber {n} " * 40)
+    first = rag.post("/ingest", json={"paths": ["."]}).json()
+    second = rag.post("/ingest", json={"paths": ["background.md"]})
+    wait_for_job(rag, first["id"])
+    third = rag.post("/ingest", json={"paths": ["background.md"]})
+
+    assert second.status_code == 409
+    assert first["id"] in second.json()["error"]["message"]
+    assert second.headers["location"] == f"/ingest/{first['id']}"
+    assert third.status_code == 202  # once it is done, the next one may start
 
 
 def test_health_readiness_and_metrics(rag: TestClient, upstream: FakeUpstream) -> None:
@@ -167,7 +229,7 @@ def test_answer_evaluation_measures_citations_support_and_refusals(
     from services.rag.metrics import RagMetrics
 
     store = ChunkStore(QdrantClient(":memory:"), "docs")
-    ingest([corpus], store, local_client.embedder, IngestOptions())
+    ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     settings = RagSettings(_env_file=None, environment="test", model="chain")  # type: ignore[call-arg]
     upstream.default = ok("Background tasks run after the response is sent [1].")
     questions = [

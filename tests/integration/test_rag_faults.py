@@ -1,5 +1,6 @@
 """Qdrant unavailable: the RAG API answers a clear 503 and recovers by itself; ingestion stops
-cleanly, leaves a consistent collection, and a re-run finishes the job.
+cleanly, leaves a consistent collection, and a re-run finishes the job. Clients read what failed
+and a request id; Qdrant's address and the fix are in the log, for the operator.
 
 Three network faults are real (nothing listening, a server that hangs up, a server that never
 answers, all on 127.0.0.1). An outage in the middle of a run needs a Qdrant server to go away,
@@ -22,7 +23,8 @@ from qdrant_client import QdrantClient
 from pipelines.ingest.chunk import ChunkingConfig, chunk_document
 from pipelines.ingest.documents import Document
 from pipelines.ingest.index import ChunkStore, StoreUnavailableError
-from pipelines.ingest.loaders import discover, load_file
+from pipelines.ingest.loaders import load_file
+from pipelines.ingest.paths import DocsRoot, discover
 from pipelines.ingest.run import IngestOptions, ingest
 from services.common.llm import ChatMessage, ChatResult, Usage
 from services.common.local_client import LocalClient
@@ -72,8 +74,10 @@ def expected_chunk_ids(corpus: Path) -> set[str]:
     """The chunks the corpus should produce, computed without embedding (as in
     tests/e2e/test_ingest_resume.py)."""
     ids: set[str] = set()
-    for file, root in discover([corpus]):
-        for item in load_file(file, root):
+    root = DocsRoot.at(corpus)
+    for file in discover([corpus], root):
+        assert isinstance(file, Path), file
+        for item in load_file(file, root.path):
             if isinstance(item, Document):
                 ids |= {chunk.id for chunk in chunk_document(item, ChunkingConfig())}
     return ids
@@ -96,16 +100,21 @@ def rag_settings(tmp_path: Path, **overrides: Any) -> RagSettings:
         environment="test",
         data_dir=tmp_path / "state",
         query_log=None,
+        auth="open",  # these tests are about Qdrant; who may call is test_rag_auth.py's
         **overrides,
     )
 
 
 @pytest.mark.parametrize("fault", ["refused", "close", "silent"])
-def test_ask_and_readyz_answer_503_naming_the_unreachable_qdrant(
-    fault: Literal["refused", "close", "silent"], tmp_path: Path, local_client: LocalClient
+def test_ask_and_readyz_answer_503_and_the_log_names_the_unreachable_qdrant(
+    fault: Literal["refused", "close", "silent"],
+    tmp_path: Path,
+    local_client: LocalClient,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """QDRANT_URL at a port where nothing listens, a server that hangs up, or one that never
-    answers: no 500 and no hang, but a 503 whose message names the URL and the fix."""
+    answers: no 500 and no hang, but a 503 saying Qdrant is unreachable, with the request id
+    whose log line names the URL and the fix."""
     with ExitStack() as stack:
         port = free_port() if fault == "refused" else stack.enter_context(misbehaving_server(fault))
         url = f"http://127.0.0.1:{port}"
@@ -118,16 +127,22 @@ def test_ask_and_readyz_answer_503_naming_the_unreachable_qdrant(
             asked = client.post("/ask", json=QUESTION)
             elapsed = time.monotonic() - started
 
+    log = " ".join(capfd.readouterr().err.split())
     assert ready.status_code == 503
     assert ready.json()["status"] == "not ready"
-    assert f"Qdrant is unreachable at {url}" in ready.json()["reason"]
+    assert "Qdrant is unreachable" in ready.json()["reason"]
+    assert ready.headers["x-request-id"] in ready.json()["reason"]
     assert asked.status_code == 503, asked.text
     error = asked.json()["error"]
     assert error["type"] == "store_unavailable"
-    assert f"Qdrant is unreachable at {url}" in error["message"]
-    assert "QDRANT_URL" in error["message"] and "kit doctor" in error["message"]
+    assert "Qdrant, where the documents are indexed, is unreachable" in error["message"]
+    assert asked.headers["x-request-id"] in error["message"]
+    for response in (ready, asked):  # the address and the library's words stay in the log
+        assert url not in response.text and "Error" not in response.text
+    assert f"Qdrant is unreachable at {url}" in log
+    assert "QDRANT_URL" in log and "kit doctor" in log
     if fault == "silent":
-        assert "no answer within 1s" in error["message"]
+        assert "no answer within 1s" in log
     assert "Traceback" not in asked.text
     assert elapsed < 60  # bounded by the 1 s client timeout; generous for a loaded machine
 
@@ -137,7 +152,7 @@ def test_the_service_starts_while_qdrant_is_down_and_recovers_without_a_restart(
 ) -> None:
     flaky = FlakyQdrant(QdrantClient(":memory:"))
     store = ChunkStore(cast(QdrantClient, flaky), "docs")
-    ingest([corpus], store, local_client.embedder, IngestOptions())
+    ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     flaky.down = True
     app = create_app(
         rag_settings(tmp_path), llm=CitingLLM(), store=store, embedder=local_client.embedder
@@ -148,10 +163,10 @@ def test_the_service_starts_while_qdrant_is_down_and_recovers_without_a_restart(
         asked_while_down = client.post("/ask", json=QUESTION)
         flaky.down = False  # Qdrant is back; the service is not restarted
         ready_after = client.get("/readyz")
-        asked_after = client.post("/ask", json=QUESTION)
+        asked_after = client.post("/ask", json=QUESTION | {"include_contexts": True})
 
     assert ready_while_down.status_code == 503
-    assert f"Qdrant is unreachable at {URL}" in ready_while_down.json()["reason"]
+    assert "Qdrant is unreachable" in ready_while_down.json()["reason"]
     assert asked_while_down.status_code == 503
     assert asked_while_down.json()["error"]["type"] == "store_unavailable"
     assert ready_after.status_code == 200
@@ -179,10 +194,10 @@ def test_an_ingest_stopped_by_a_qdrant_outage_resumes_with_every_chunk_once(
     flaky.outage_after = ("upsert", 2)  # Qdrant goes away after two pages are stored
 
     with pytest.raises(StoreUnavailableError) as stopped:
-        ingest([corpus], store, local_client.embedder, options)
+        ingest([corpus], store, local_client.embedder, options, root=corpus)
     flaky.down = False  # back, for the checks and the re-run (same client: no restart)
     at_outage = stored_ids(flaky.real)
-    resumed = ingest([corpus], store, local_client.embedder, options)
+    resumed = ingest([corpus], store, local_client.embedder, options, root=corpus)
     final = stored_ids(flaky.real)
 
     message = str(stopped.value)
@@ -204,7 +219,7 @@ def test_an_outage_between_storing_and_deleting_leaves_extra_chunks_never_missin
     """A changed page's new chunks are stored before its old ones are deleted: an outage in
     between leaves both, never neither, and the re-run removes the stale ones."""
     flaky, store = flaky_store
-    ingest([corpus], store, local_client.embedder, IngestOptions())
+    ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     old = store.chunk_ids_by_doc()
     for name, text in PAGES.items():
         (corpus / name).write_text(text.replace("## Details", "## More details"))
@@ -212,10 +227,10 @@ def test_an_outage_between_storing_and_deleting_leaves_extra_chunks_never_missin
     flaky.outage_after = ("delete", 0)  # down just as the first stale chunks are deleted
 
     with pytest.raises(StoreUnavailableError):
-        ingest([corpus], store, local_client.embedder, IngestOptions())
+        ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     flaky.down = False
     at_outage = set(stored_ids(flaky.real))
-    resumed = ingest([corpus], store, local_client.embedder, IngestOptions())
+    resumed = ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     final = stored_ids(flaky.real)
 
     assert expected <= at_outage  # every new chunk was stored...

@@ -71,12 +71,12 @@ def test_ingesting_through_the_gateway_gives_the_in_process_vectors_and_results(
         np.testing.assert_allclose(remote.embed(texts), local.embed(texts), atol=1e-5)
 
         by_gateway = ChunkStore(QdrantClient(":memory:"), "docs")
-        report = ingest([corpus], by_gateway, remote, IngestOptions())
+        report = ingest([corpus], by_gateway, remote, IngestOptions(), root=corpus)
         question = "how do I run work after sending the response?"
         remote_ids = [h.chunk_id for h in Retriever(by_gateway, remote.embed).search(question)]
 
     in_process = ChunkStore(QdrantClient(":memory:"), "docs")
-    ingest([corpus], in_process, local, IngestOptions())
+    ingest([corpus], in_process, local, IngestOptions(), root=corpus)
     local_ids = [h.chunk_id for h in Retriever(in_process, local.embed).search(question)]
 
     assert remote.dimension == 384 and report.chunks["added"] == len(PAGES)
@@ -90,11 +90,11 @@ def test_an_index_refuses_vectors_and_queries_from_another_embedder(
     store = ChunkStore(QdrantClient(":memory:"), "docs")
     with GatewayClient(gateway.url, api_key=KEY) as client:
         other = GatewayEmbedder(client, "fake-embed")
-        ingest([corpus], store, other, IngestOptions())
+        ingest([corpus], store, other, IngestOptions(), root=corpus)
     stored = store.count()
 
     with pytest.raises(ConfigError, match=r"built with the embedder 'fake-embed'.*KIT_EMBEDDER"):
-        ingest([corpus], store, local_client.embedder, IngestOptions())
+        ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     settings = RagSettings(_env_file=None, environment="test", model="chain")  # type: ignore[call-arg]
     app = create_app(settings, llm=object(), store=store, embedder=local_client.embedder)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="fake-embed"), TestClient(app):
@@ -125,7 +125,7 @@ def test_the_reranker_orders_the_first_stage_by_its_own_scores(
     from sentence_transformers import CrossEncoder
 
     store = ChunkStore(QdrantClient(":memory:"), "docs")
-    ingest([corpus], store, local_client.embedder, IngestOptions())
+    ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     reranker = load_reranker(str(cross_encoder))
     retriever = Retriever(store, local_client.embedder.embed, reranker=reranker, rerank_depth=4)
     question = "how do I test my app?"
@@ -151,19 +151,21 @@ def test_the_answer_reports_rerank_time_when_a_reranker_is_set(
     local_client: LocalClient,
 ) -> None:
     store = ChunkStore(QdrantClient(":memory:"), "docs")
-    ingest([corpus], store, local_client.embedder, IngestOptions())
+    ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     settings = RagSettings(
         _env_file=None,  # type: ignore[call-arg]
         environment="test",
         model="chain",
         rerank_model=str(cross_encoder),
         rerank_depth=4,
+        auth="open",  # about reranking; who may call is test_rag_auth.py's subject
     )
     upstream.default = ok("TestClient calls your application without a server [1].")
     llm = AsyncGatewayClient(gateway.url, api_key=KEY)
     app = create_app(settings, llm=llm, store=store, embedder=local_client.embedder)
     with TestClient(app) as client:
-        body = client.post("/ask", json={"question": "How do I test my app?", "k": 2}).json()
+        question = {"question": "How do I test my app?", "k": 2, "include_contexts": True}
+        body = client.post("/ask", json=question).json()
         metrics = client.get("/metrics").text
 
     assert set(body["latency_ms"]) == {"retrieve", "rerank", "generate", "total"}
@@ -233,7 +235,7 @@ def test_answer_evaluation_adds_the_judges_faithfulness(
     from services.rag.metrics import RagMetrics
 
     store = ChunkStore(QdrantClient(":memory:"), "docs")
-    ingest([corpus], store, local_client.embedder, IngestOptions())
+    ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     settings = RagSettings(_env_file=None, environment="test", model="chain")  # type: ignore[call-arg]
     upstream.script(  # answer 1, its verdict, answer 2, its verdict; question 3 is refused
         ok("Background tasks run after the response is sent [1]."),

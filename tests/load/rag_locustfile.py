@@ -1,7 +1,8 @@
 """Locust scenario for the RAG service: concurrent POST /ask with the shipped questions.
 
-    locust -f tests/load/rag_locustfile.py --headless --host http://127.0.0.1:8001 \
-        -u 8 -r 8 --run-time 60s --questions-under tutorial/
+    LOCUST_API_KEY=sk-kit-rag-... locust -f tests/load/rag_locustfile.py --headless \
+        --host http://127.0.0.1:8001 -u 8 -r 8 --run-time 60s \
+        --questions-under fastapi-docs/docs/tutorial/
 
 Closed loop: each user asks its next question as soon as it has its answer, so `-u` is the
 number of requests in flight. Questions come from data/rag/fastapi-docs-questions.jsonl, those
@@ -26,8 +27,15 @@ QUESTIONS = Path(__file__).resolve().parents[2] / "data" / "rag" / "fastapi-docs
 def _options(parser: Any) -> None:
     parser.add_argument("--questions", default=str(QUESTIONS), env_var="LOCUST_QUESTIONS")
     parser.add_argument(
+        "--api-key",
+        default="",
+        env_var="LOCUST_API_KEY",
+        is_secret=True,
+        help="A RAG key (`kit rag keys create`); the environment keeps it out of ps.",
+    )
+    parser.add_argument(
         "--questions-under",
-        default="tutorial/",
+        default="fastapi-docs/docs/tutorial/",
         env_var="LOCUST_QUESTIONS_UNDER",
         help="Ask only questions with a relevant page under this doc id prefix (the part of the "
         "docs in the index), so that most questions retrieve, then call the model; empty: all.",
@@ -53,19 +61,24 @@ class AskUser(FastHttpUser):
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.questions = questions(options.questions, options.questions_under)
+        self.headers = {"Authorization": f"Bearer {options.api_key}"}
 
     @task
     def ask(self) -> None:
         question = random.choice(self.questions)  # noqa: S311 - a load mix, not cryptography
         with self.client.post(
-            "/ask", json={"question": question}, name="/ask", catch_response=True
+            "/ask",
+            json={"question": question},
+            headers=self.headers,
+            name="/ask",
+            catch_response=True,
         ) as response:
             if response.status_code != 200:
                 response.failure(f"status {response.status_code}: {response.text[:200]}")
                 return
             try:
                 answer = response.json()
-                ok = isinstance(answer["answer"], str) and isinstance(answer["contexts"], list)
+                ok = isinstance(answer["answer"], str) and isinstance(answer["citations"], list)
             except (ValueError, KeyError, TypeError):
                 ok = False
             if not ok:

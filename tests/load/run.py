@@ -30,11 +30,12 @@ import yaml
 from tests.load import summary
 from tests.load.summary import LocustTotals, RssBound, RssSeries
 from tests.support.fake_openai import gateway_models
-from tests.support.servers import create_gateway_key, free_port, running
+from tests.support.servers import create_gateway_key, create_rag_key, free_port, running
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-DOCS = REPO / "data" / "fastapi-docs" / "docs"
+DOCS_ROOT = REPO / "data"  # KIT_DOCS_ROOT of the RAG run: document ids are paths below it
+DOCS = DOCS_ROOT / "fastapi-docs" / "docs"
 RAG_DATA = REPO / ".bench" / "load-rag"
 BIN = Path(sys.executable).parent
 SAMPLE_EVERY_S = 5.0
@@ -220,7 +221,10 @@ def rag_run(
         GATEWAY_URL=gateway,
         GATEWAY_API_KEY=key,
         RAG_MODEL="bench",
+        RAG_KEYS_FILE=str(work / "rag-keys.yaml"),
+        KIT_DOCS_ROOT=str(DOCS_ROOT),
     )
+    rag_key = create_rag_key(kit, env, REPO, "--id", "load")
     print(f"rag: indexing {args.rag_docs.relative_to(REPO)} into {data_dir.relative_to(REPO)}")
     started = time.monotonic()
     with (work / "ingest.log").open("w") as log:
@@ -232,14 +236,16 @@ def rag_run(
     )
     serve = [kit, "serve", "rag", "--port", str(port)]
     process = servers.enter_context(running(serve, port, work / "rag.log", timeout=180, env=env))
-    # Ask only what the index can answer: questions about the indexed folder.
-    under = args.rag_docs.relative_to(DOCS).as_posix() + "/"
+    # Ask only what the index can answer: questions about the indexed folder (by document id,
+    # its path below KIT_DOCS_ROOT).
+    under = args.rag_docs.relative_to(DOCS_ROOT).as_posix() + "/"
     run = ("rag_locustfile.py", f"http://127.0.0.1:{port}", args.rag_users)
     options = ("--questions-under", under)
-    locust(*run, args.warmup, work / "rag-warmup", clean_env(), *options)
+    locust_env = clean_env(LOCUST_API_KEY=rag_key)
+    locust(*run, args.warmup, work / "rag-warmup", locust_env, *options)
     baseline = rss(process.pid)
     totals, samples = locust(
-        *run, args.rag_duration, work / "rag", clean_env(), *options, watch=process.pid
+        *run, args.rag_duration, work / "rag", locust_env, *options, watch=process.pid
     )
     return totals, RssSeries(baseline, samples)
 

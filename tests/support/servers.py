@@ -9,16 +9,19 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
+import httpx
 import pytest
 
 
@@ -194,15 +197,78 @@ def mlflow_server(port: int, backend_uri: str, *options: str) -> tuple[list[str]
 
 def create_gateway_key(kit: str, env: dict[str, str], cwd: Path, *options: str) -> str:
     """`kit gateway keys create --id ... [options]` as an operator runs it; returns the key."""
+    return _create_key(kit, "gateway", env, cwd, *options)
+
+
+def create_rag_key(kit: str, env: dict[str, str], cwd: Path, *options: str) -> str:
+    """`kit rag keys create --id ... [--admin]` as an operator runs it; returns the key."""
+    return _create_key(kit, "rag", env, cwd, *options)
+
+
+def _create_key(kit: str, service: str, env: dict[str, str], cwd: Path, *options: str) -> str:
     created = subprocess.run(
-        [kit, "gateway", "keys", "create", *options],
+        [kit, service, "keys", "create", *options],
         env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
         check=True,
     )
-    return created.stdout.strip().splitlines()[-1]
+    return created.stdout.strip().splitlines()[-1]  # the key is printed last, on its own line
+
+
+@dataclass
+class Served:
+    """A `kit serve ...` process: where it answers, and the file its output goes to."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextmanager
+def kit_service(
+    kit: str,
+    service: Literal["gateway", "rag"],
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    cwd: Path,
+    ready: str = "/readyz",
+    timeout: float = 120.0,
+) -> Iterator[Served]:
+    """Run `kit serve SERVICE` on a free 127.0.0.1 port until the block ends, as an operator
+    runs it; yields once `ready` answers 200 (the local models loaded, say). On exit it sends
+    SIGTERM, as a container runtime does, and waits for the process to finish its requests."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [kit, "serve", service, "--port", str(port)],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    served = Served(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{served.url}{ready}", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, f"kit serve {service} exited:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"not ready in {timeout} s:\n{log_path.read_text()}"
+            time.sleep(0.2)
+        yield served
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager

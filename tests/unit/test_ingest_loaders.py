@@ -1,7 +1,9 @@
 """Loaders turn each supported file into Documents, and each bad input into a Skipped that says why.
 
 Inputs are written under tmp_path (PDFs made with fpdf2), except the last tests, which load the
-real FastAPI docs corpus in data/fastapi-docs/docs.
+real FastAPI docs corpus in data/fastapi-docs/docs. Every id, source and skip names the file by
+its path from the root it was loaded under, never by an absolute path. Which files are found is
+tests/unit/test_ingest_paths.py's subject.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import pytest
 from fpdf import FPDF
 
 from pipelines.ingest.documents import Document, Skipped
-from pipelines.ingest.loaders import JsonlFields, discover, load_file
+from pipelines.ingest.loaders import JsonlFields, load_file
+from pipelines.ingest.paths import DocsRoot, discover
 
-CORPUS = Path(__file__).resolve().parents[2] / "data" / "fastapi-docs" / "docs"
+DATA = Path(__file__).resolve().parents[2] / "data"
+CORPUS = DATA / "fastapi-docs" / "docs"
 
 
 def load(
@@ -62,7 +66,7 @@ def pdf_bytes(*pages: str, title: str | None = None) -> bytes:
 # Each format loads ------------------------------------------------------------------------------
 
 
-def test_markdown_file_loads_cleaned_with_its_relative_path_as_id(tmp_path: Path) -> None:
+def test_markdown_file_loads_cleaned_with_its_root_relative_path_as_id(tmp_path: Path) -> None:
     page = write(
         tmp_path / "tutorial" / "path-params.md",
         "# Path Parameters { #path-parameters }\n\n/// tip\n\nUse types.\n\n///\n",
@@ -72,10 +76,11 @@ def test_markdown_file_loads_cleaned_with_its_relative_path_as_id(tmp_path: Path
 
     assert document == Document(
         id="tutorial/path-params.md",
-        source=str(page),
+        source="tutorial/path-params.md",  # not str(page): no server path leaves the loader
         title="Path Parameters",
         text="# Path Parameters\n\nTip:\n\nUse types.",
         metadata={"format": "markdown", "path": "tutorial/path-params.md"},
+        path="tutorial/path-params.md",
     )
 
 
@@ -144,19 +149,22 @@ def test_json_list_gives_one_document_per_record(tmp_path: Path) -> None:
     assert documents == [
         Document(
             "faq-1",
-            f"{path}[0]",
+            "faq.json[0]",
             "Install",
             "pip install fastapi",
             {"lang": "en", "format": "json"},
+            path="faq.json",  # the record keeps its own id, and says which file it came from
         ),
-        Document("2", f"{path}[1]", "2", "Run it with fastapi dev.", {"format": "json"}),
+        Document(
+            "2", "faq.json[1]", "2", "Run it with fastapi dev.", {"format": "json"}, "faq.json"
+        ),
     ]
 
 
 def test_json_file_with_one_object_is_one_record(tmp_path: Path) -> None:
     path = write(tmp_path / "one.json", '{"id": "a", "text": "Hello"}')
 
-    assert load(path) == [Document("a", str(path), "a", "Hello", {"format": "json"})]
+    assert load(path) == [Document("a", "one.json", "a", "Hello", {"format": "json"}, "one.json")]
 
 
 def test_jsonl_joins_text_fields_and_copies_scalar_metadata(tmp_path: Path) -> None:
@@ -177,10 +185,11 @@ def test_jsonl_joins_text_fields_and_copies_scalar_metadata(tmp_path: Path) -> N
 
     assert document == Document(
         id="q-7",
-        source=f"{path}:1",
+        source="qa.jsonl:1",
         title="q-7",
         text="How do I run it?\n\nWith fastapi dev.",
         metadata={"votes": 12, "accepted": True, "format": "jsonl"},
+        path="qa.jsonl",
     )
 
 
@@ -190,28 +199,28 @@ def test_jsonl_joins_text_fields_and_copies_scalar_metadata(tmp_path: Path) -> N
 def test_empty_file_is_skipped(tmp_path: Path) -> None:
     path = write(tmp_path / "empty.md", "")
 
-    assert load(path) == [Skipped(str(path), "empty file")]
+    assert load(path) == [Skipped("empty.md", "empty file")]
 
 
 def test_file_over_the_size_limit_is_skipped_before_it_is_read(tmp_path: Path) -> None:
     path = write(tmp_path / "big.txt", "x" * 1_230_000)
 
     assert load(path, max_bytes=1_000_000) == [
-        Skipped(str(path), "1.2 MB is over the 1.0 MB limit; raise --max-bytes")
+        Skipped("big.txt", "1.2 MB is over the 1.0 MB limit; raise --max-bytes")
     ]
 
 
 def test_nul_bytes_in_a_text_format_are_skipped_as_binary(tmp_path: Path) -> None:
     path = write(tmp_path / "image.md", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
 
-    assert load(path) == [Skipped(str(path), "binary content in a text file")]
+    assert load(path) == [Skipped("image.md", "binary content in a text file")]
 
 
 def test_latin_1_text_is_skipped_with_the_offending_byte(tmp_path: Path) -> None:
     path = write(tmp_path / "cafe.txt", "Caf\u00e9 menu".encode("latin-1"))
 
     assert load(path) == [
-        Skipped(str(path), "not UTF-8 text (byte 0xe9 at offset 3); convert it to UTF-8")
+        Skipped("cafe.txt", "not UTF-8 text (byte 0xe9 at offset 3); convert it to UTF-8")
     ]
 
 
@@ -242,7 +251,7 @@ def test_corrupt_pdf_is_skipped_with_pypdfs_message(tmp_path: Path, content: byt
 def test_pdf_without_text_is_skipped_as_needing_ocr(tmp_path: Path) -> None:
     path = write(tmp_path / "scan.pdf", pdf_bytes(""))
 
-    assert load(path) == [Skipped(str(path), "PDF has no text layer (scanned?); OCR it first")]
+    assert load(path) == [Skipped("scan.pdf", "PDF has no text layer (scanned?); OCR it first")]
 
 
 def test_unsupported_suffix_is_skipped_and_the_supported_ones_are_listed(tmp_path: Path) -> None:
@@ -258,7 +267,7 @@ def test_unsupported_suffix_is_skipped_and_the_supported_ones_are_listed(tmp_pat
 def test_document_with_no_text_after_cleaning_is_skipped(tmp_path: Path) -> None:
     path = write(tmp_path / "include-only.md", "{* ../../docs_src/app/tutorial001.py *}\n")
 
-    assert load(path) == [Skipped(str(path), "no text left after cleaning")]
+    assert load(path) == [Skipped("include-only.md", "no text left after cleaning")]
 
 
 def test_bad_jsonl_line_is_skipped_and_the_good_lines_still_load(tmp_path: Path) -> None:
@@ -274,14 +283,14 @@ def test_bad_jsonl_line_is_skipped_and_the_good_lines_still_load(tmp_path: Path)
 
     assert [item.id for item in items if isinstance(item, Document)] == ["a", "c"]
     assert [item for item in items if isinstance(item, Skipped)] == [
-        Skipped(f"{path}:2", "line 2: invalid JSON (Expecting value)")
+        Skipped("records.jsonl:2", "line 2: invalid JSON (Expecting value)")
     ]
 
 
 def test_jsonl_record_without_the_text_field_is_skipped_with_a_hint(tmp_path: Path) -> None:
     path = write(tmp_path / "records.jsonl", '{"id": "a", "body": "Text"}\n')
 
-    assert load(path) == [Skipped(f"{path}:1", "line 1: no 'text' field; set --text-field")]
+    assert load(path) == [Skipped("records.jsonl:1", "line 1: no 'text' field; set --text-field")]
 
 
 def test_jsonl_record_without_the_id_field_is_skipped_with_a_hint(tmp_path: Path) -> None:
@@ -289,14 +298,14 @@ def test_jsonl_record_without_the_id_field_is_skipped_with_a_hint(tmp_path: Path
 
     items = load(path)
 
-    assert items[0] == Skipped(f"{path}:1", "line 1: no 'id' field; set --id-field")
+    assert items[0] == Skipped("records.jsonl:1", "line 1: no 'id' field; set --id-field")
     assert isinstance(items[1], Document) and items[1].id == "b"
 
 
 def test_json_record_that_is_not_an_object_is_skipped(tmp_path: Path) -> None:
     path = write(tmp_path / "mixed.json", '[{"id": "a", "text": "Fine"}, "just a string"]')
 
-    assert load(path)[1] == Skipped(f"{path}[1]", "record 1: expected a JSON object, got string")
+    assert load(path)[1] == Skipped("mixed.json[1]", "record 1: expected a JSON object, got string")
 
 
 def test_invalid_json_file_is_skipped_with_the_parser_message(tmp_path: Path) -> None:
@@ -308,39 +317,21 @@ def test_invalid_json_file_is_skipped_with_the_parser_message(tmp_path: Path) ->
     assert skipped.reason.startswith("invalid JSON (")
 
 
-# Discovery --------------------------------------------------------------------------------------
-
-
-def test_discover_walks_folders_in_name_order_and_skips_hidden_entries(tmp_path: Path) -> None:
-    for name in ("b.md", "a/z.md", "a/b/c.txt", ".git/config", "a/.draft.md", ".env"):
-        write(tmp_path / name, "x")
-
-    found = [file.relative_to(root).as_posix() for file, root in discover([tmp_path])]
-
-    assert found == ["a/b/c.txt", "a/z.md", "b.md"]
-
-
-def test_discover_yields_a_file_given_directly_with_its_parent_as_root(tmp_path: Path) -> None:
-    page = write(tmp_path / "docs" / "index.md", "# Home")
-
-    assert list(discover([page])) == [(page, tmp_path / "docs")]
-
-
-def test_discover_reports_a_path_that_does_not_exist(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        list(discover([tmp_path / "typo"]))
-
-
 # The real corpus --------------------------------------------------------------------------------
 
 
 def test_the_fastapi_docs_corpus_loads_as_125_documents_and_no_skips() -> None:
-    items = [item for file, root in discover([CORPUS]) for item in load_file(file, root)]
+    root = DocsRoot.at(DATA)  # KIT_DOCS_ROOT's default, seen from the repository
+    found = list(discover([CORPUS], root))
+    items = [
+        item for file in found if isinstance(file, Path) for item in load_file(file, root.path)
+    ]
 
-    assert [item for item in items if isinstance(item, Skipped)] == []
+    assert [item for item in [*found, *items] if isinstance(item, Skipped)] == []
     ids = {item.id for item in items if isinstance(item, Document)}
     assert len(ids) == 125
-    assert {"tutorial/path-params.md", "deployment/docker.md", "index.md"} <= ids
+    pages = ("tutorial/path-params.md", "deployment/docker.md", "index.md")
+    assert {f"fastapi-docs/docs/{page}" for page in pages} <= ids  # the question set's ids
 
 
 def test_corpus_documents_have_titles_from_their_first_heading() -> None:

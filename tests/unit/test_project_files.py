@@ -107,7 +107,8 @@ def test_github_ci_runs_the_same_commands_and_audits_the_pins() -> None:
     runs = {
         name: [step["run"] for step in job["steps"] if "run" in step] for name, job in jobs.items()
     }
-    assert runs == {"test": ["bash .ci/run"], "audit": ["make audit"]}
+    assert runs["test"] == ["bash .ci/run"] and runs["audit"] == ["make audit"]
+    assert runs["scan-kit-images"][0] == "make images IMAGE_TAG=scan"  # as a developer builds
     dry_run = subprocess.run(
         ["make", "--no-print-directory", "-n", "audit", "AUDIT_IGNORE=GHSA-xxxx-yyyy-zzzz"],
         cwd=REPO,
@@ -126,3 +127,73 @@ def test_setup_is_up_to_date_after_it_ran() -> None:
     result = subprocess.run(["make", "-q", "setup"], cwd=REPO, capture_output=True, text=True)
 
     assert result.returncode == 0, "make setup would run again: its stamp is older than its inputs"
+
+
+TRIVY = re.compile(r"aquasecurity/trivy-action@[0-9a-f]{40}$")  # a commit, which cannot move
+
+
+def test_ci_scans_every_image_the_kit_builds_or_compose_runs() -> None:
+    jobs = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())["jobs"]
+    scanned: set[str] = set()
+    for name in ("scan-kit-images", "scan-compose-images"):
+        job = jobs[name]
+        matrix = job.get("strategy", {}).get("matrix", {}).get("image", [])
+        for step in job["steps"]:
+            if "trivy-action" not in step.get("uses", ""):
+                continue
+            assert TRIVY.match(step["uses"]), f"{name}: pin Trivy's action to a commit SHA"
+            options = step["with"]
+            # Fails on what can be fixed and matters: CRITICAL and HIGH with a released fix.
+            assert options["severity"] == "CRITICAL,HIGH"
+            assert options["ignore-unfixed"] is True and options["exit-code"] == "1"
+            assert options["version"] == "v0.69.3"  # v0.69.4-v0.69.6 were malicious builds
+            ref = options["image-ref"]
+            scanned |= set(matrix) if ref == "${{ matrix.image }}" else {ref}
+
+    # What `make images IMAGE_TAG=scan` and the MLflow build tag, as a dry run of make prints it.
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "images", "IMAGE_TAG=scan"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    builds = " ".join(step.get("run", "") for step in jobs["scan-kit-images"]["steps"])
+    built = set(re.findall(r"-t (\S+)", dry_run + builds))
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    third_party = {s["image"] for s in compose.values() if "build" not in s}
+    assert scanned == built | third_party
+    assert "ai-engineering-kit/mlflow:scan" in built  # compose builds it: scanned like ours
+
+
+def test_dependabot_updates_the_images_compose_runs_and_the_mlflow_base() -> None:
+    config = yaml.safe_load((REPO / ".github/dependabot.yml").read_text())
+    updates = {(u["package-ecosystem"], u.get("directory")) for u in config["updates"]}
+    assert ("docker-compose", "/") in updates  # docker-compose.yml at the root
+    assert ("docker", "/deploy/mlflow") in updates
+    # Dependabot reads a literal FROM only: the MLflow Dockerfile must name its image directly.
+    dockerfile = (REPO / "deploy/mlflow/Dockerfile").read_text()
+    assert re.search(r"^FROM ghcr\.io/mlflow/mlflow:v\d+\.\d+\.\d+$", dockerfile, re.M)
+
+
+def test_security_md_cites_files_that_exist_and_every_attack_test() -> None:
+    """SECURITY.md's table says where each default lives and which test proves it: every path it
+    names must exist, and every attack test must be cited, so the page cannot drift from the code.
+    """
+    text = (REPO / "SECURITY.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| **")]
+    cited = {
+        path.rstrip("/")
+        for row in rows
+        for path in re.findall(r"`([A-Za-z_.-]+/[A-Za-z0-9_./-]+)`", row)
+        if not path.startswith("/")
+    }
+
+    assert len(rows) >= 25
+    assert {path for path in cited if not (REPO / path).exists()} == set()
+    attacks = {
+        f"tests/e2e/attacks/{p.name}" for p in (REPO / "tests/e2e/attacks").glob("test_*.py")
+    }
+    assert attacks - cited == set(), "cite each attack test in SECURITY.md"
+    every_row_has_a_test = all("tests/" in row.split("|")[4] for row in rows)
+    assert every_row_has_a_test, "each default names the test that proves it"

@@ -1,4 +1,8 @@
-"""POST /ask: an answer with checked citations, the contexts it used, and where time went.
+"""POST /ask: an answer with checked citations, and where time went (a key with the ask scope).
+
+The retrieved chunks' full text (`contexts`) is returned only to a caller who asks for it
+(`include_contexts`): otherwise a refusal, a question the documents do not answer, would still
+hand over the passages nearest to it, and anyone could page through the index by asking.
 
 The question is also appended to the query log for drift monitoring, after the response is sent
 (a background task, run in the thread pool: file I/O never blocks the event loop, and never
@@ -16,7 +20,7 @@ from pipelines.drift.store import QueryLog, QueryRecord
 from services.common.errors import ERROR_RESPONSES
 from services.common.logging import get_logger
 from services.common.request_limits import StrictJSONRoute
-from services.rag.deps import QueryLogDep, ServiceDep
+from services.rag.deps import AskKey, QueryLogDep, ServiceDep
 from services.rag.schemas import AskRequest, AskResponse, CitationOut, ContextOut
 
 router = APIRouter(route_class=StrictJSONRoute, responses=ERROR_RESPONSES)
@@ -25,7 +29,11 @@ log = get_logger("rag")
 
 @router.post("/ask")
 async def ask(
-    body: AskRequest, service: ServiceDep, query_log: QueryLogDep, background: BackgroundTasks
+    body: AskRequest,
+    _: AskKey,
+    service: ServiceDep,
+    query_log: QueryLogDep,
+    background: BackgroundTasks,
 ) -> AskResponse:
     result = await service.ask(body.question, k=body.k, filters=body.filters or None)
     if query_log is not None and query_log.sampled():
@@ -56,7 +64,9 @@ async def ask(
                 text=h.text,
             )
             for h in result.contexts
-        ],
+        ]
+        if body.include_contexts
+        else None,
         latency_ms=result.latency_ms,
         model=result.model,
     )

@@ -1,21 +1,27 @@
 """GET /healthz (alive) and GET /readyz (Qdrant answers, and the collection has chunks).
 
 Readiness is what a load balancer or Kubernetes routes traffic by, so a failed check says why in
-its body ("reason"), and never waits longer than KIT_PROBE_TIMEOUT_S for Qdrant.
+its body ("reason"), and never waits longer than KIT_PROBE_TIMEOUT_S for Qdrant. Both take no
+key (a kubelet calls them), so the reason says what to look at, never the failure's own text
+(Qdrant's address, an exception from a library): that goes to the log, on a line with the
+request id the reason quotes.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
 from pipelines.ingest.index import StoreUnavailableError
 from services.common.errors import ConfigError
+from services.common.logging import get_logger
 from services.rag.deps import ServiceDep
+from services.rag.errors import request_id
 
 router = APIRouter()
+log = get_logger("rag")
 
 
 @router.get("/healthz")
@@ -24,17 +30,24 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(service: ServiceDep) -> JSONResponse:
+async def readyz(request: Request, service: ServiceDep) -> JSONResponse:
     collection = service.settings.collection
     timeout = service.settings.probe_timeout_s
+    see_log = f"the service log has the details (request id {request_id(request)})"
     try:
         chunks = await asyncio.wait_for(asyncio.to_thread(service.count_chunks), timeout)
-    except (StoreUnavailableError, ConfigError) as exc:
-        return _not_ready(collection, str(exc))
+    except StoreUnavailableError as exc:
+        log.warning("not_ready", error=str(exc))
+        return _not_ready(collection, f"Qdrant is unreachable; {see_log}")
+    except ConfigError as exc:
+        log.error("not_ready", error=str(exc))
+        reason = f"the collection does not match this service's settings; {see_log}"
+        return _not_ready(collection, reason)
     except TimeoutError:  # the request goes on in its thread until KIT_QDRANT_TIMEOUT_S
         return _not_ready(collection, f"Qdrant did not answer within {timeout}s")
-    except Exception as exc:  # a probe reports, it does not raise
-        return _not_ready(collection, f"{type(exc).__name__}: {exc}")
+    except Exception:  # a probe reports, it does not raise
+        log.exception("not_ready")
+        return _not_ready(collection, f"the readiness check failed; {see_log}")
     if chunks == 0:
         return _not_ready(collection, "the collection is empty or missing; run `kit ingest`", 0)
     return JSONResponse({"status": "ready", "chunks": chunks, "collection": collection})

@@ -4,9 +4,7 @@ own data folder, models file and keys (made with `kit gateway keys create`)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +14,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support.servers import create_gateway_key, free_port
+from tests.support.servers import create_gateway_key, kit_service
 
 KIT = str(Path(sys.executable).with_name("kit"))
 REPO = Path(__file__).resolve().parents[3]
@@ -70,34 +68,11 @@ def serve_gateway(
     models_file = folder / "models.yaml"
     models_file.write_text(yaml.safe_dump(models))
     environment = kit_environment(folder, GATEWAY_MODELS_FILE=str(models_file)) | (env or {})
-    port = free_port()
-    gateway = Gateway(f"http://127.0.0.1:{port}", folder / "gateway.log", environment)
+    gateway = Gateway("", folder / "gateway.log", environment)
     for key_id, options in keys.items():
         gateway.create_key(key_id, *options)
-    with gateway.log.open("wb") as log:
-        process = subprocess.Popen(
-            [KIT, "serve", "gateway", "--port", str(port)],
-            env=environment,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            try:
-                if httpx.get(f"{gateway.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, f"the gateway exited:\n{gateway.log.read_text()}"
-            assert time.monotonic() < deadline, f"not ready:\n{gateway.log.read_text()}"
-            time.sleep(0.2)
+    with kit_service(
+        KIT, "gateway", environment, gateway.log, cwd=REPO, timeout=ready_timeout
+    ) as served:
+        gateway.url = served.url
         yield gateway
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
