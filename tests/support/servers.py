@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -52,12 +53,33 @@ def require_module(name: str) -> ModuleType:
         pytest.skip(message)
 
 
+def _ephemeral_ports() -> range:
+    """The ports the OS hands out to outgoing connections and to bind(0) (Linux: 32768-60999)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 49152, 65535  # the IANA range, which macOS and Windows use
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now, for a process to bind soon.
+
+    Chosen at random outside the OS's ephemeral range rather than by bind(0): a port from that
+    range, free when we look, can be taken a moment later as the local end of any outgoing
+    connection (this suite opens thousands), and the server meant for it then fails to start
+    with "address already in use". Random, so parallel test workers rarely pick the same one;
+    checked by binding it, so it is free now."""
+    ephemeral = _ephemeral_ports()
+    candidates = [p for p in range(10_000, 32_768) if p not in ephemeral]
+    for port in random.sample(candidates, 50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found on 127.0.0.1 in 50 tries")
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
