@@ -43,7 +43,7 @@ PIP_PINNED := $(PIP) install --constraint constraints.txt
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: help setup demo test test-unit test-integration test-e2e lint audit format lock clean distclean \
+.PHONY: help setup demo test test-all test-unit test-integration test-e2e lint audit format lock clean distclean \
 	bench-gateway bench-rag bench-finetune images up down logs compose-key compose-secrets k8s
 
 help: ## List the targets
@@ -79,8 +79,24 @@ demo: setup ## Run what the kit does so far, end to end, on the embedded default
 	$(BIN)/kit predict "I still have not received my new card" "How do I top up by bank transfer?"
 	$(BIN)/kit gateway chat --model intent-router "My card has not arrived yet"
 
-test: setup ## Run every test tier that can run on this machine
-	$(BIN)/pytest
+# `make test`, the README's test command, answers in minutes: the fast part of every tier, spread
+# over the cores (pytest-xdist; --dist loadscope keeps a module's tests, and so its servers and
+# loaded models, on one worker), failing below the coverage floor. The slow tests (image builds,
+# notebooks, training runs, faults injected end to end; `slow` in pyproject.toml) wait for
+# `make test-all`, which CI runs after it. TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= auto
+# What the fast tiers cover of src/kit (lines and branches), rounded down: 82.45% on 2026-12-04.
+# Raise it when coverage grows, never lower it.
+COVERAGE_FLOOR ?= 82
+PYTEST_PARALLEL := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope
+
+test: setup ## The fast tests of every tier, with the coverage floor (under 10 minutes on 2 cores)
+	$(PYTEST_PARALLEL) -m "not slow" --cov --cov-report=term-missing:skip-covered \
+		--cov-fail-under=$(COVERAGE_FLOOR)
+
+test-all: setup ## Every test, slow ones included (images, notebooks, training, faults), then a short load run
+	$(PYTEST_PARALLEL)
+	$(MAKE) --no-print-directory load LOAD_DURATION=60s LOAD_RAG_DURATION=30s
 
 test-unit: setup ## Fast tests: no models loaded, no servers (under a minute)
 	$(BIN)/pytest tests/unit
@@ -177,10 +193,11 @@ load: setup ## Gateway at a steady rate for minutes, then RAG /ask; fails on err
 	$(BIN)/python -m tests.load.run --duration $(LOAD_DURATION) --rate $(LOAD_RATE) \
 		--rag-duration $(LOAD_RAG_DURATION) --rag-users $(LOAD_RAG_USERS)
 
-lint: setup ## ruff (lint, format check), mypy (strict) on services/ and pipelines/, hadolint
+lint: setup ## ruff (lint, format check), mypy (strict) on src/kit, import layers, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint deploy/docker/Dockerfile deploy/mlflow/Dockerfile
 
 audit: setup ## Known vulnerabilities in every pinned dependency (pip-audit on OSV; needs the network)

@@ -24,19 +24,19 @@
 #
 # | what | where |
 # |---|---|
-# | the app factory, routes | `services/gateway/app.py`, `services/gateway/routes/` |
-# | models file: aliases, deployments, fallback | `services/gateway/models.yaml`, `services/gateway/config.py` |
-# | fallback, retries, cool-down | `services/gateway/router.py` |
-# | cache, keys, limits, budgets | `services/gateway/cache.py`, `auth.py`, `limits.py` |
-# | metrics | `services/gateway/metrics.py`, `services/common/metrics.py` |
-# | the kit's own client, the in-process server | `services/common/gateway_client.py`, `services/common/embedded.py` |
+# | the app factory, routes | `src/kit/gateway/app.py`, `src/kit/gateway/routes/` |
+# | models file: aliases, deployments, fallback | `src/kit/gateway/models.yaml`, `src/kit/gateway/config.py` |
+# | fallback, retries, cool-down | `src/kit/gateway/router.py` |
+# | cache, keys, limits, budgets | `src/kit/gateway/cache.py`, `auth.py`, `limits.py` |
+# | metrics | `src/kit/gateway/metrics.py`, `src/kit/web/metrics.py` |
+# | the kit's own client, the in-process server | `src/kit/llm/gateway_client.py`, `src/kit/web/embedded.py` |
 #
 # About a minute on a laptop CPU.
 
 # %% [markdown]
 # ## Setup
 #
-# Every notebook starts the same way, with one call (`services/common/notebook.py`): work from the
+# Every notebook starts the same way, with one call (`src/kit/notebook.py`): work from the
 # repository root (so paths read as in the README), keep state in a folder of its own
 # (`KIT_DATA_DIR`; a temporary one unless you set it), find the `kit` command next to this kernel's
 # Python, and keep the services' log lines quiet (`KIT_LOG_LEVEL`, WARNING unless you set it).
@@ -46,8 +46,8 @@ import os
 import time
 from pathlib import Path
 
-from services.common.notebook import start_notebook
-from services.common.settings import KitSettings, load_settings
+from kit.notebook import start_notebook
+from kit.core.settings import KitSettings, load_settings
 
 print(start_notebook("01"))
 
@@ -76,7 +76,7 @@ print(Path("notebooks/models-fallback.yaml").read_text())
 # %% [markdown]
 # ## 2. Start the gateway and call it with the OpenAI SDK
 #
-# `start_embedded_gateway` runs the real gateway app (the one `kit serve gateway` runs) inside
+# `start_in_process` runs the real gateway app (the one `kit serve gateway` runs) inside
 # this process, on a free port of 127.0.0.1, with a fresh API key, and waits until the local
 # models are loaded. It reads its settings from the environment like every other part of the
 # kit, so `GATEWAY_MODELS_FILE` selects the models file.
@@ -85,11 +85,11 @@ print(Path("notebooks/models-fallback.yaml").read_text())
 # `kit gateway keys create --id my-app --rpm 60 --budget 5`; the client code below is the same.
 
 # %%
-from services.common.gateway_client import start_embedded_gateway
+from kit.gateway.embedded import start_in_process
 
 os.environ["GATEWAY_MODELS_FILE"] = "notebooks/models-fallback.yaml"
 started = time.perf_counter()
-server, api_key = start_embedded_gateway(load_settings(KitSettings))
+server, api_key = start_in_process(load_settings(KitSettings))
 print(f"gateway at {server.url}, ready in {time.perf_counter() - started:.1f}s")
 
 # %% [markdown]
@@ -243,7 +243,7 @@ print("\n".join(line for line in metrics.splitlines() if line.startswith(WANTED)
 # baselines and the evaluation judges all call models through it.
 
 # %%
-from services.common.gateway_client import GatewayClient
+from kit.llm.gateway_client import GatewayClient
 
 with GatewayClient(server.url, api_key=api_key) as kit_client:
     result = kit_client.chat(
@@ -279,7 +279,7 @@ del os.environ["GATEWAY_MODELS_FILE"]
 #    `kit serve gateway`, and send three requests in a minute with the printed key. Read the
 #    429's body and its `Retry-After` header, then `gateway_rejected_total` on `/metrics`.
 # 4. **Temperature and the cache.** Send the cached request with `temperature=0.7`. Is it cached?
-#    Find the setting in `services/gateway/settings.py` that changes this, and say why it is off
+#    Find the setting in `src/kit/gateway/settings.py` that changes this, and say why it is off
 #    by default.
 # 5. **A real provider.** With `OPENAI_API_KEY` set, re-run the notebook. Compare latency,
 #    `gateway_tokens_total` and `gateway_cost_usd_total` for `gpt-4o-mini` with the local model.

@@ -21,14 +21,14 @@
 #
 # | what | where |
 # |---|---|
-# | the chat callable every pattern uses; which cloud alias a key enables | `pipelines/prompting/chat.py` |
-# | versioned templates and the prompt files | `pipelines/prompting/templates.py`, `pipelines/prompting/prompts/` |
-# | few-shot messages, nearest examples | `pipelines/prompting/fewshot.py` |
-# | the final-answer parser | `pipelines/prompting/cot.py` |
-# | JSON + schema + retry (also used by the LLM judge) | `pipelines/prompting/structured.py`, `pipelines/evaluate/judge.py` |
-# | the ReAct loop, the calculator and docs-search tools | `pipelines/prompting/react.py`, `pipelines/prompting/tools.py` |
-# | the test set and the variants; scoring and MLflow | `pipelines/prompting/intents.py`, `pipelines/prompting/compare.py` |
-# | the scripted model (a test double) | `pipelines/prompting/scripted.py` |
+# | the chat callable every pattern uses; which cloud alias a key enables | `src/kit/prompting/chat.py` |
+# | versioned templates and the prompt files | `src/kit/prompting/templates.py`, `src/kit/prompting/prompts/` |
+# | few-shot messages, nearest examples | `src/kit/prompting/fewshot.py` |
+# | the final-answer parser | `src/kit/prompting/cot.py` |
+# | JSON + schema + retry (also used by the LLM judge) | `src/kit/prompting/structured.py`, `src/kit/evaluate/judge.py` |
+# | the ReAct loop, the calculator and docs-search tools | `src/kit/prompting/react.py`, `src/kit/prompting/tools.py` |
+# | the test set and the variants; scoring and MLflow | `src/kit/prompting/intents.py`, `src/kit/prompting/compare.py` |
+# | the scripted model (a test double) | `src/kit/llm/scripted.py` |
 #
 # **An honest note.** The local model, SmolLM2-135M-Instruct, follows a short template and copies
 # few-shot examples well. It mostly fails at writing JSON and at ReAct's multi-line format, and
@@ -48,18 +48,18 @@
 # %%
 from pathlib import Path
 
-from services.common.notebook import start_notebook
+from kit.notebook import start_notebook
 
 print(start_notebook("02"))
 
 # %%
-from pipelines.prompting.chat import bind, cloud_alias
-from services.common.embedders import GatewayEmbedder
-from services.common.gateway_client import GatewayClient
-from services.common.settings import KitSettings, load_settings
+from kit.prompting.chat import bind, cloud_alias
+from kit.llm.embedders import GatewayEmbedder
+from kit.runtime import connect_gateway
+from kit.core.settings import KitSettings, load_settings
 
 settings = load_settings(KitSettings)
-client = GatewayClient.connect(settings)  # GATEWAY_URL, or the gateway in this process
+client = connect_gateway(settings)  # GATEWAY_URL, or the gateway in this process
 embedder = GatewayEmbedder(client, "all-minilm-l6-v2")  # the gateway's MiniLM, for few-shot
 CLOUD = cloud_alias()  # "gpt-4o-mini" when OPENAI_API_KEY is set, ...; None offline
 print("cloud model:", CLOUD or "none (no provider key set): cloud cells will say they skip")
@@ -73,8 +73,8 @@ print("cloud model:", CLOUD or "none (no provider key set): cloud cells will say
 # The task throughout: route a banking customer's message to one of five BANKING77 intents.
 
 # %%
-from pipelines.prompting.intents import LABELS
-from pipelines.prompting.templates import TemplateError, available_templates, load_template
+from kit.prompting.intents import LABELS
+from kit.prompting.templates import TemplateError, available_templates, load_template
 
 print(available_templates())
 zero_shot = load_template("intent-zero-shot")  # the highest version
@@ -115,8 +115,8 @@ except TemplateError as error:
 # come from its test split.
 
 # %%
-from pipelines.prompting.fewshot import NearestExamples, few_shot
-from pipelines.prompting.intents import intent_examples
+from kit.prompting.fewshot import NearestExamples, few_shot
+from kit.prompting.intents import intent_examples
 
 pool = intent_examples(per_label=6)  # 30 labelled train queries
 nearest = NearestExamples(pool, embedder)
@@ -135,8 +135,8 @@ print("\nreply:", repr(result.text), "| tokens in", result.usage.prompt_tokens)
 # one (never guessing).
 
 # %%
-from pipelines.prompting.cot import NoFinalAnswer, split_reasoning
-from pipelines.prompting.intents import COT_EXAMPLES
+from kit.prompting.cot import NoFinalAnswer, split_reasoning
+from kit.prompting.intents import COT_EXAMPLES
 
 cot = load_template("intent-cot")
 reasoning_chat = bind(client, "local", max_tokens=40)
@@ -169,7 +169,7 @@ for title, prompt in [
 # %%
 import json
 
-from pipelines.prompting.structured import StructuredOutputError, ask_json
+from kit.prompting.structured import StructuredOutputError, ask_json
 
 payment = load_template("extract-payment")
 print(json.dumps(payment.output_schema))
@@ -198,12 +198,12 @@ print(f"\nSmolLM2: {sum(o is not None for o in outcomes)}/{len(PAYMENTS)} valid,
 
 # %% [markdown]
 # **Scripted, not a model.** To see the retry's mechanics, here is a `ScriptedModel`
-# (`pipelines/prompting/scripted.py`): it replays three replies written by hand, a common failure
+# (`src/kit/llm/scripted.py`): it replays three replies written by hand, a common failure
 # sequence (prose, then JSON with wrong types, then valid JSON). Watch what the "model" is sent on
 # its third call: its own wrong reply, then the validation error.
 
 # %%
-from pipelines.prompting.scripted import ScriptedModel
+from kit.llm.scripted import ScriptedModel
 
 scripted = ScriptedModel([
     "Sure! The amount is 20 euros and it goes to Anna.",
@@ -244,7 +244,7 @@ else:
 # only, never `eval`:
 
 # %%
-from pipelines.prompting.tools import UnsafeExpression, calculate, calculator, docs_search
+from kit.prompting.tools import UnsafeExpression, calculate, calculator, docs_search
 
 print(calculate("17 * 23 + 4"))
 try:
@@ -254,15 +254,15 @@ except UnsafeExpression as error:
 
 # %% [markdown]
 # The second tool searches the FastAPI documentation with the kit's hybrid retrieval
-# (`pipelines/retrieval.py`). We index eight tutorial pages into an in-memory Qdrant (seconds;
+# (`src/kit/rag/retrieval.py`). We index eight tutorial pages into an in-memory Qdrant (seconds;
 # notebook 03 indexes them all).
 
 # %%
 from qdrant_client import QdrantClient
 
-from pipelines.ingest.index import ChunkStore
-from pipelines.ingest.run import IngestOptions, ingest
-from pipelines.retrieval import Retriever
+from kit.rag.store import ChunkStore
+from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.retrieval import Retriever
 
 PAGES = ["background-tasks", "body", "cookie-params", "handling-errors", "path-params", "query-params", "request-files", "response-model"]
 store = ChunkStore(QdrantClient(":memory:"), "docs")
@@ -276,7 +276,7 @@ print(tools[1].run("run a task after returning a response")[:300])
 # The local model, given three steps:
 
 # %%
-from pipelines.prompting.react import run_react
+from kit.prompting.react import run_react
 
 QUESTION = "What is 17 * 23 + 4?"
 trace = run_react(bind(client, "local", max_tokens=64), QUESTION, tools, max_steps=3)
@@ -320,9 +320,9 @@ else:
 # hash of the cases as params, the per-case table and the first prompt as artifacts.
 
 # %%
-from pipelines import tracking
-from pipelines.prompting.compare import EXPERIMENT, compare_variants, results_table
-from pipelines.prompting.intents import intent_cases, intent_variants
+from kit.core import tracking
+from kit.prompting.compare import EXPERIMENT, compare_variants, results_table
+from kit.prompting.intents import intent_cases, intent_variants
 
 cases = intent_cases(per_label=4)
 variants = intent_variants(pool, embedder)
@@ -370,7 +370,7 @@ client.close()
 #
 # ## Exercises
 #
-# 1. **A template version.** Copy `pipelines/prompting/prompts/intent-zero-shot-v1.yaml` to
+# 1. **A template version.** Copy `src/kit/prompting/prompts/intent-zero-shot-v1.yaml` to
 #    `-v2.yaml` (set `version: 2`), describe each label in a few words in the system message, and
 #    rerun section 6. Did zero-shot accuracy move? Which template id does MLflow record now?
 # 2. **How many shots?** Run the nearest-examples variant with `shots=1`, `3` and `5`
@@ -379,7 +379,7 @@ client.close()
 # 3. **Stricter JSON.** Change the `intent` property of `intent-json-v1.yaml`'s schema to
 #    `enum:` the five labels (in a `-v2` file). What happens to the valid rate, and what does the
 #    error sent back to the model now say?
-# 4. **A new tool.** Write a `convert_currency` tool in `pipelines/prompting/tools.py` (a fixed
+# 4. **A new tool.** Write a `convert_currency` tool in `src/kit/prompting/tools.py` (a fixed
 #    rate table is fine), add a unit test beside the calculator's in `tests/unit/test_prompting.py`,
 #    and run the scripted model through a question that needs it.
 # 5. **Retries are not free.** With a cloud key, run section 4 with `retries=0` and `retries=2`

@@ -23,10 +23,10 @@
 #
 # | what | where |
 # |---|---|
-# | ingestion: loaders, cleaning, chunking, index | `pipelines/ingest/` (`run.py` is the pipeline) |
-# | dense, keyword and hybrid retrieval | `pipelines/retrieval.py`, `pipelines/ingest/sparse.py` |
-# | evaluation: retrieval metrics, answers, judge | `pipelines/evaluate/` |
-# | answers: prompt, citations, refusals | `services/rag/service.py`, `services/rag/answer.py`, `services/rag/prompts/` |
+# | ingestion: loaders, cleaning, chunking, index | `src/kit/rag/` (`ingest.py` is the pipeline, `store.py` the index) |
+# | dense, keyword and hybrid retrieval | `src/kit/rag/retrieval.py`, `src/kit/rag/sparse.py` |
+# | evaluation: retrieval metrics, answers, judge | `src/kit/evaluate/` |
+# | answers: prompt, citations, refusals | `src/kit/rag_service/service.py`, `src/kit/rag/answer.py`, `src/kit/rag/prompts/` |
 # | the question set (181 questions, 10 unanswerable) | `data/rag/fastapi-docs-questions.jsonl` |
 #
 # To stay within a few minutes on a laptop CPU it indexes one part of the documentation (the
@@ -40,8 +40,8 @@
 import os
 from pathlib import Path
 
-from services.common.notebook import start_notebook
-from services.common.settings import KitSettings, load_settings
+from kit.notebook import start_notebook
+from kit.core.settings import KitSettings, load_settings
 
 DATA_DIR = start_notebook("03").data_dir
 print("state:", DATA_DIR)
@@ -83,10 +83,10 @@ print("state:", DATA_DIR)
 # %%
 from statistics import median
 
-from pipelines.ingest.chunk import ChunkingConfig, chunk_document, count_tokens
-from pipelines.ingest.documents import Document
-from pipelines.ingest.loaders import load_file
-from pipelines.ingest.paths import DocsRoot, discover
+from kit.rag.chunk import ChunkingConfig, chunk_document, count_tokens
+from kit.rag.documents import Document
+from kit.rag.loaders import load_file
+from kit.rag.paths import DocsRoot, discover
 
 docs_root = DocsRoot.at(load_settings(KitSettings).docs_root)  # KIT_DOCS_ROOT
 documents = [
@@ -131,13 +131,13 @@ for config in BUDGETS:
 # open the folder, so we close it again before the next step.
 
 # %%
-from pipelines.ingest.index import ChunkStore, open_client
-from pipelines.retrieval import Retriever
-from services.common.local_models import load_embedder
+from kit.rag.store import ChunkStore
+from kit.rag.retrieval import Retriever
+from kit.llm.local_models import load_embedder
 
 settings = load_settings(KitSettings)
 embedder = load_embedder(settings)
-store = ChunkStore(open_client(settings), "docs")
+store = ChunkStore.open(settings)  # RAG_COLLECTION (docs), in KIT_DATA_DIR or at QDRANT_URL
 retriever = Retriever(store, embedder.embed)
 print(store.count(), "chunks, embedded with", embedder.name)
 
@@ -163,8 +163,8 @@ for question in QUESTIONS:
 # questions about the pages we indexed (`kit eval rag` runs all 171 on the whole corpus).
 
 # %%
-from pipelines import tracking
-from pipelines.evaluate.rag import evaluate_retrieval, load_questions, log_to_mlflow
+from kit.core import tracking
+from kit.evaluate.rag import evaluate_retrieval, load_questions, log_to_mlflow
 
 questions = load_questions(Path("data/rag/fastapi-docs-questions.jsonl"))
 ADVANCED = "fastapi-docs/docs/advanced/"
@@ -215,14 +215,15 @@ store.close()  # let the RAG service open the store
 #
 # The RAG service retrieves (hybrid, k=5), **refuses** without calling the model when no chunk is
 # similar enough to the question (`RAG_MIN_RELEVANCE`), shows the model numbered sources with a
-# versioned prompt (`services/rag/prompts/answer-v2.yaml`), then **checks the citations**: a
+# versioned prompt (`src/kit/rag/prompts/answer-v2.yaml`), then **checks the citations**: a
 # number that matches no source is removed, and when the model cites nothing each sentence is
 # attributed to the source it overlaps most, marked `inferred`. An answer whose every citation is
 # invalid gets none (a model that obeyed a planted "cite [9]" is not credited to any page), and
 # `citation_status` says which case it was. Every answer carries its timings.
 #
-# `rag_service` is what `kit ask` and `kit serve rag` use; the model is reached through the
-# gateway (started in this process, since `GATEWAY_URL` is not set). `max_tokens=96` (the
+# `kit.runtime.rag_service` is what `kit ask` uses (and `kit serve rag` the same wiring): the
+# model is reached through the gateway (started in this process, since `GATEWAY_URL` is not
+# set), and the service itself only sees two ports, a chat model and an embedder. `max_tokens=96` (the
 # variable `RAG_MAX_TOKENS`) keeps a 135M model on a CPU from rambling for seconds.
 #
 # Called in-process, as here, the result holds the retrieved chunks (`contexts`). Over HTTP,
@@ -233,17 +234,12 @@ store.close()  # let the RAG service open the store
 # %%
 from contextlib import AsyncExitStack
 
-from prometheus_client import CollectorRegistry
-
-from services.rag.app import rag_service
-from services.rag.metrics import RagMetrics
-from services.rag.settings import RagSettings
+from kit.rag_service.settings import RagSettings
+from kit.runtime import rag_service
 
 stack = AsyncExitStack()
 rag_settings = load_settings(RagSettings, max_tokens=96)
-service = await stack.enter_async_context(
-    rag_service(rag_settings, RagMetrics(CollectorRegistry()))
-)
+service = await stack.enter_async_context(rag_service(rag_settings))
 
 # %%
 QUESTION = "How do I return an HTML page instead of JSON?"
@@ -277,7 +273,7 @@ print(f"best similarity {off_topic.relevance:.2f}, latency ms {off_topic.latency
 # of each, to stay quick; `kit eval answers --limit 20` runs more and logs an MLflow run.
 
 # %%
-from pipelines.evaluate.answers import evaluate_answers
+from kit.evaluate.answers import evaluate_answers
 
 sample = [q for q in questions if not q.relevant][:2] + about_advanced[:3]
 answers = await evaluate_answers(service.ask, sample)
@@ -295,10 +291,10 @@ for row in answers.rows:
 # Lexical support cannot tell a paraphrase from a contradiction that reuses the source's words.
 # An **LLM judge** reads the answer and the sources and returns a verdict per sentence, as JSON
 # validated by pydantic; an invalid reply is sent back once with the error, then counted as a
-# failure, never as a pass (`pipelines/evaluate/judge.py`). The prompt:
+# failure, never as a pass (`src/kit/evaluate/judge.py`). The prompt:
 
 # %%
-from pipelines.evaluate.judge import Judge, load_judge_prompt, parse_judgement
+from kit.evaluate.judge import Judge, load_judge_prompt, parse_judgement
 
 judge_prompt = load_judge_prompt()
 print(judge_prompt.system)
@@ -327,7 +323,7 @@ JUDGE_MODEL = "gpt-4o-mini" if os.environ.get("OPENAI_API_KEY") else "local"
 
 
 async def judge_chat(messages):
-    return (await service.llm.chat(messages, model=JUDGE_MODEL, max_tokens=200)).text
+    return (await service.llm.achat(messages, model=JUDGE_MODEL, max_tokens=200)).text
 
 
 judge = Judge(judge_chat, judge_prompt, JUDGE_MODEL)
@@ -380,11 +376,11 @@ await stack.aclose()
 #    path=fastapi-docs/docs/tutorial/handling-errors.md`, then with `--filter
 #    path=fastapi-docs/docs/advanced/custom-response.md`.
 #    What does a wrong filter cost? Read `to_filter` in
-#    `pipelines/retrieval.py` and `_file_document` in `pipelines/ingest/loaders.py`: what would
+#    `src/kit/rag/retrieval.py` and `_file_document` in `src/kit/rag/loaders.py`: what would
 #    you add so users can filter by top-level folder (`tutorial`, `advanced`)?
 # 4. **Refusal threshold.** Lower `RAG_MIN_RELEVANCE` to 0.2 and re-run section 6. How do the two
 #    refusal rates change, and what does the model say to the unanswerable questions now?
-# 5. **A prompt version.** Copy `services/rag/prompts/answer-v2.yaml` to `answer-v3.yaml`, change
+# 5. **A prompt version.** Copy `src/kit/rag/prompts/answer-v2.yaml` to `answer-v3.yaml`, change
 #    the instructions, set `RAG_PROMPT=answer-v3` and compare `kit eval answers` for both.
 # 6. **A real judge.** With `OPENAI_API_KEY` set, run `kit eval answers --limit 10 --judge
 #    gpt-4o-mini`. Which answers does the judge fail that lexical support passed?

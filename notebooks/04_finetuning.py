@@ -24,13 +24,13 @@
 #
 # | what | where |
 # |---|---|
-# | configs (validated YAML) | `pipelines/finetune/configs/`, `pipelines/finetune/config.py` |
-# | data and splits | `data/banking77/`, `pipelines/finetune/data.py` |
-# | baselines | `pipelines/finetune/baselines.py` |
-# | training | `pipelines/finetune/classifier.py` (MiniLM), `lora.py` (SmolLM2 + LoRA) |
-# | one tracked job | `pipelines/finetune/run.py` |
-# | registry and gate | `pipelines/finetune/registry.py`, `pipelines/finetune/packaging.py` |
-# | serving the champion | `services/gateway/providers/registry.py` (alias `intent-router`) |
+# | configs (validated YAML) | `pipelines/finetune/configs/`, `src/kit/finetune/config.py` |
+# | data and splits | `data/banking77/`, `src/kit/finetune/data.py` |
+# | baselines | `src/kit/finetune/baselines.py` |
+# | training | `src/kit/finetune/classifier.py` (MiniLM), `lora.py` (SmolLM2 + LoRA) |
+# | one tracked job | `src/kit/finetune/run.py` |
+# | registry and gate | `src/kit/finetune/registry.py`, `src/kit/finetune/packaging.py` |
+# | serving the champion | `src/kit/gateway/providers/registry.py` (alias `intent-router`) |
 #
 # This notebook uses the `quick` config (10 queries per intent, 40 steps) so it runs in about
 # three minutes on a laptop CPU: its accuracy says little. `kit finetune` with `default.yaml`
@@ -42,8 +42,8 @@
 # %%
 from pathlib import Path
 
-from services.common.notebook import start_notebook
-from services.common.settings import KitSettings, load_settings
+from kit.notebook import start_notebook
+from kit.core.settings import KitSettings, load_settings
 
 print(start_notebook("04"))
 
@@ -54,8 +54,8 @@ print(start_notebook("04"))
 # model loads, with the key's path in the message.
 
 # %%
-from pipelines.finetune.config import load_config
-from pipelines.finetune.data import load_splits
+from kit.finetune.config import load_config
+from kit.finetune.data import load_splits
 
 CONFIG = Path("pipelines/finetune/configs/quick.yaml")
 config = load_config(CONFIG)
@@ -83,8 +83,8 @@ for example in splits.test[:5]:
 # (or look up the 5 nearest neighbours). Seconds to train, milliseconds to predict.
 
 # %%
-from pipelines.finetune.baselines import embedding_baselines
-from services.common.local_models import load_embedder
+from kit.finetune.baselines import embedding_baselines
+from kit.llm.local_models import load_embedder
 
 embedder = load_embedder(settings)
 baselines, train_vectors = embedding_baselines(splits, embedder, splits.test)
@@ -103,11 +103,11 @@ for baseline in baselines:
 # a real cloud model; without it that alias falls back to the local one (see `answered by`).
 
 # %%
-from pipelines.finetune.baselines import BaselineResult, PromptBaseline
-from pipelines.finetune.evaluate import score
-from services.common.gateway_client import GatewayClient
+from kit.finetune.baselines import BaselineResult, PromptBaseline
+from kit.finetune.evaluate import score
+from kit.runtime import connect_gateway
 
-gateway = GatewayClient.connect(settings)  # GATEWAY_URL, or the gateway in this process
+gateway = connect_gateway(settings)  # GATEWAY_URL, or the gateway in this process
 few_rows = splits.test[:12]
 prompted = []
 for name, model, shots in [
@@ -137,9 +137,9 @@ for name, model, shots in [
 # metric names, so the MLflow UI compares them side by side.
 
 # %%
-from pipelines import tracking
-from pipelines.finetune.baselines import log_baselines
-from pipelines.finetune.run import EXPERIMENT
+from kit.core import tracking
+from kit.finetune.baselines import log_baselines
+from kit.finetune.run import EXPERIMENT
 
 log_baselines(tracking.start(settings, EXPERIMENT), baselines + prompted, splits)
 print("logged", len(baselines + prompted), "baseline runs to experiment", EXPERIMENT)
@@ -154,7 +154,7 @@ print("logged", len(baselines + prompted), "baseline runs to experiment", EXPERI
 # gate. A crash leaves a FAILED run with the error, never a silently missing one.
 
 # %%
-from pipelines.finetune.run import run_finetune
+from kit.finetune.run import run_finetune
 
 first = run_finetune(config, settings, config_path=CONFIG, progress=print)
 print(
@@ -225,14 +225,14 @@ runs[
 # The same model answers three ways: in Python, with `kit predict`, and through the gateway's
 # `intent-router` alias (which follows the champion alias; no redeploy on promotion).
 #
-# All three load it with `pipelines.finetune.trusted`, not `mlflow.pyfunc.load_model`: MLflow's
+# All three load it with `kit.finetune.trusted`, not `mlflow.pyfunc.load_model`: MLflow's
 # loader runs code stored with the model, so whoever can write to the registry could run code
 # wherever a model is loaded. The kit's loader checks the version is packaged as `kit finetune`
 # packages it, that its files match the digest the run recorded, and builds the model from
 # safetensors with the kit's own classes; it refuses anything else, saying why.
 
 # %%
-from pipelines.finetune.trusted import load_uri
+from kit.finetune.trusted import load_uri
 
 QUERIES = ["I still have not received my new card", "Why was I charged twice for the same thing?"]
 version, champion = load_uri("models:/intent-router@champion", tracking.tracking_uri(settings))

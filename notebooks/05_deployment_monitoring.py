@@ -22,10 +22,10 @@
 #
 # | what | where |
 # |---|---|
-# | metrics of each service | `services/common/metrics.py`, `services/gateway/metrics.py`, `services/rag/metrics.py` |
+# | metrics of each service | `src/kit/web/metrics.py`, `src/kit/gateway/metrics.py`, `src/kit/rag_service/metrics.py` |
 # | scrape config, alert rules, their tests | `deploy/prometheus/` |
 # | dashboards | `deploy/grafana/dashboards/` |
-# | drift: query log, scores, export, report | `pipelines/drift/`, `kit drift` |
+# | drift: query log, scores, export, report | `src/kit/drift/`, `kit drift` |
 # | images, compose, Kubernetes | `deploy/docker/`, `docker-compose.yml`, `deploy/k8s/` (see `deploy/README.md`) |
 #
 # Here the two services run inside this notebook's process, each on its own 127.0.0.1 port; in
@@ -39,8 +39,8 @@
 import os
 from pathlib import Path
 
-from services.common.notebook import start_notebook
-from services.common.settings import KitSettings, load_settings
+from kit.notebook import start_notebook
+from kit.core.settings import KitSettings, load_settings
 
 DATA_DIR = start_notebook("05").data_dir
 print("state:", DATA_DIR)
@@ -56,21 +56,21 @@ print("state:", DATA_DIR)
 # %% [markdown]
 # The gateway first, then the RAG service pointed at it with `GATEWAY_URL` and `GATEWAY_API_KEY`,
 # exactly as in `docker-compose.yml`. `EmbeddedServer` serves an app on a free local port from a
-# background thread; the app is the same object `kit serve rag` hands to uvicorn. The RAG service
+# background thread; the app is the same object `kit serve rag` hands to uvicorn (`rag_app`). The RAG service
 # wants a key of its own from every caller: `add_key` is what `kit rag keys create` runs.
 
 # %%
-from services.common.embedded import EmbeddedServer
-from services.common.gateway_client import start_embedded_gateway
-from services.rag.app import create_app
-from services.rag.auth import add_key
-from services.rag.settings import RagSettings
+from kit.web.embedded import EmbeddedServer
+from kit.gateway.embedded import start_in_process
+from kit.rag_service.auth import add_key
+from kit.rag_service.settings import RagSettings
+from kit.runtime import rag_app
 
-gateway, gateway_key = start_embedded_gateway(load_settings(KitSettings))
+gateway, gateway_key = start_in_process(load_settings(KitSettings))
 os.environ |= {"GATEWAY_URL": gateway.url, "GATEWAY_API_KEY": gateway_key, "RAG_MAX_TOKENS": "96"}
 rag_settings = load_settings(RagSettings)
 rag_key = add_key(rag_settings.resolved_keys_file, "notebook-05")  # may ask, not ingest
-rag = EmbeddedServer(create_app(rag_settings)).start()
+rag = EmbeddedServer(rag_app(rag_settings)).start()
 print("gateway:", gateway.url, " rag:", rag.url)
 
 # %% [markdown]
@@ -82,7 +82,7 @@ print("gateway:", gateway.url, " rag:", rag.url)
 # %%
 import httpx
 
-from pipelines.finetune.data import read_csv
+from kit.finetune.data import read_csv
 
 on_topic = ["How do I declare a path parameter?", "How do I return an error to the client?"]
 off_topic = [example.text for example in read_csv(Path("data/banking77/test.csv"))[::77][:40]]

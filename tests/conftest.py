@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.settings import KitSettings, env_names
+from kit.core.settings import KitSettings, env_names
 
 TIERS = ("unit", "integration", "e2e")
 # Prefixes of the variables the kit reads; cleared for every test so results do not depend on

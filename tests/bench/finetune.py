@@ -41,9 +41,9 @@ def finetune_in_subprocess(config: Path, data_dir: Path) -> dict[str, object]:
     code = (
         "import json, sys, time\n"
         "from pathlib import Path\n"
-        "from pipelines.finetune.config import load_config\n"
-        "from pipelines.finetune.run import run_finetune\n"
-        "from services.common.settings import KitSettings\n"
+        "from kit.finetune.config import load_config\n"
+        "from kit.finetune.run import run_finetune\n"
+        "from kit.core.settings import KitSettings\n"
         "started = time.perf_counter()\n"
         "config = load_config(Path(sys.argv[1]))\n"
         "r = run_finetune(config, KitSettings(), config_path=Path(sys.argv[1]),\n"
@@ -79,13 +79,13 @@ def main() -> None:
 
     import torch
 
-    from pipelines.finetune.baselines import run_baselines
-    from pipelines.finetune.config import load_config
-    from pipelines.finetune.data import load_splits
-    from services.common.gateway_client import GatewayClient
-    from services.common.local_models import load_embedder
-    from services.common.settings import KitSettings
-    from services.gateway.pricing import Pricing
+    from kit.core.settings import KitSettings
+    from kit.finetune.baselines import run_baselines
+    from kit.finetune.config import load_config
+    from kit.finetune.data import load_splits
+    from kit.gateway.pricing import Pricing
+    from kit.llm.local_models import load_embedder
+    from kit.runtime import connect_gateway
 
     wall = time.perf_counter()
     os.environ.setdefault("KIT_LOG_LEVEL", "WARNING")  # no log line per prompt-baseline query
@@ -123,7 +123,7 @@ def main() -> None:
         splits = load_splits(load_config(args.config).data, load_config(args.config).seed)
         say("\n2. baselines")
         price = Pricing().for_model(args.cloud_model) if args.cloud_model else None
-        client = GatewayClient.connect(settings) if args.prompt_sample > 0 else None
+        client = connect_gateway(settings) if args.prompt_sample > 0 else None
         try:
             results = run_baselines(
                 splits,

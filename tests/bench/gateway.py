@@ -134,8 +134,8 @@ def wrk(
 
 def local_engines(engines: list[str]) -> list[str]:
     """Load each engine and generate: load time, time to first token, tokens per second."""
-    from services.common.local_models import load_chat_model
-    from services.common.settings import KitSettings
+    from kit.core.settings import KitSettings
+    from kit.llm.local_models import load_chat_model
 
     lines = []
     prompt = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
@@ -180,7 +180,7 @@ def main() -> None:
     upstream = f"http://127.0.0.1:{upstream_port}/v1"
     key = "sk-kit-bench-" + "x" * 32
     (work / "models.yaml").write_text(yaml.safe_dump(gateway_models(upstream)))
-    from services.gateway.auth import hash_key
+    from kit.gateway.auth import hash_key
 
     (work / "keys.yaml").write_text(
         yaml.safe_dump({"keys": [{"id": "bench", "sha256": hash_key(key)}]})

@@ -2,7 +2,7 @@
 
     make bench-rag    # = python -m tests.bench.rag [--scale-chunks 10000,100000] [--queries 200]
 
-1. ingestion: the shipped corpus (data/fastapi-docs/docs) through `pipelines.ingest.run.ingest`
+1. ingestion: the shipped corpus (data/fastapi-docs/docs) through `kit.rag.ingest.ingest`
    into a fresh embedded Qdrant, then exactly the same chunk texts through the bare embedder in
    batches of 64, back to back, the model loaded and warmed up first: chunks/s and their ratio;
 2. query latency: p50/p95 of `Retriever.search` (k=5) per mode at each scale, the query embedded
@@ -37,18 +37,18 @@ import numpy as np
 import numpy.typing as npt
 from qdrant_client import QdrantClient
 
-from pipelines.evaluate.rag import evaluate_retrieval, load_questions
-from pipelines.ingest import sparse
-from pipelines.ingest.chunk import Chunk, ChunkingConfig, chunk_document
-from pipelines.ingest.documents import Document
-from pipelines.ingest.index import ChunkStore
-from pipelines.ingest.loaders import load_file
-from pipelines.ingest.paths import DocsRoot, discover
-from pipelines.ingest.report import IngestReport
-from pipelines.ingest.run import IngestOptions, ingest
-from pipelines.retrieval import Mode, Retriever
-from services.common.local_models import MINILM, load_embedder
-from services.common.settings import KitSettings
+from kit.core.settings import KitSettings
+from kit.evaluate.rag import evaluate_retrieval, load_questions
+from kit.llm.local_models import MINILM, load_embedder
+from kit.rag import sparse
+from kit.rag.chunk import Chunk, ChunkingConfig, chunk_document
+from kit.rag.documents import Document
+from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.loaders import load_file
+from kit.rag.paths import DocsRoot, discover
+from kit.rag.report import IngestReport
+from kit.rag.retrieval import Mode, Retriever
+from kit.rag.store import ChunkStore
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS_ROOT = REPO / "data"  # KIT_DOCS_ROOT's default: the question set's ids are paths below it
@@ -221,7 +221,7 @@ def main() -> None:
     chunks = corpus_chunks()
     texts = [chunk.embedding_text() for chunk in chunks]
     with tempfile.TemporaryDirectory(prefix="bench-rag-") as folder:
-        store = ChunkStore(QdrantClient(path=folder))
+        store = ChunkStore(QdrantClient(path=folder), "bench")
         report = ingest([CORPUS], store, embedder, IngestOptions(), root=DOCS_ROOT)
         bare_seconds, vectors = bare_embed(embedder.embed, texts)
         if report.chunks["added"] != len(texts):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.drift.store import QueryLog, QueryRecord
+from kit.drift.store import QueryLog, QueryRecord
 
 REPO = Path(__file__).resolve().parents[2]
 KIT = str(Path(sys.executable).with_name("kit"))

@@ -24,7 +24,8 @@ from tests.support.servers import free_port, mlflow_server, running
 KIT = str(Path(sys.executable).with_name("kit"))
 REPO = Path(__file__).resolve().parents[2]
 QUICK = "pipelines/finetune/configs/quick.yaml"
-pytestmark = pytest.mark.timeout(1500)
+# Slow tier, run by `make test-all` only: trains twice, killing the server and the job.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 def logged_losses(store: Path) -> int:

@@ -20,16 +20,17 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
-from pipelines.ingest.chunk import ChunkingConfig, chunk_document
-from pipelines.ingest.documents import Document
-from pipelines.ingest.loaders import load_file
-from pipelines.ingest.paths import DocsRoot, discover
+from kit.rag.chunk import ChunkingConfig, chunk_document
+from kit.rag.documents import Document
+from kit.rag.loaders import load_file
+from kit.rag.paths import DocsRoot, discover
 
 KIT = str(Path(sys.executable).with_name("kit"))
 REPO = Path(__file__).resolve().parents[2]
 DOCS_ROOT = REPO / "data"  # KIT_DOCS_ROOT's default, for `kit` run from the repository
 CORPUS = DOCS_ROOT / "fastapi-docs/docs/tutorial"
-pytestmark = pytest.mark.timeout(900)
+# Slow tier, run by `make test-all` only: ingests the corpus, kills the job and resumes it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def expected_chunk_ids(corpus: Path) -> set[str]:

@@ -72,7 +72,8 @@ def test_kit_models_embed_prints_vectors_as_json(kit_env: dict[str, str]) -> Non
     assert [len(v) for v in payload["vectors"]] == [384, 384]
 
 
-@pytest.mark.timeout(1500)  # the whole demo: ingesting the docs alone takes a minute or two
+@pytest.mark.slow  # `make test-all` only: the whole demo, including a fine-tune
+@pytest.mark.timeout(1500)  # ingesting the docs alone takes a minute or two
 def test_make_demo_runs_end_to_end(kit_env: dict[str, str]) -> None:
     make = shutil.which("make")
     assert make is not None, "make is part of the kit's set-up"

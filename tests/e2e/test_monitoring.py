@@ -21,8 +21,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from pipelines.drift.export import DriftMetrics, push
-from pipelines.drift.score import Check, Scores
+from kit.drift.export import DriftMetrics, push
+from kit.drift.score import Check, Scores
 from tests.support.servers import create_gateway_key, free_port, require_tool
 
 KIT = str(Path(sys.executable).with_name("kit"))

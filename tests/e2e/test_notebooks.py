@@ -28,7 +28,8 @@ from tests.support.servers import require_module
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CELL_TIMEOUT_S = 300  # the slowest cell (a fine-tune, a full ingest) takes about a minute
-pytestmark = pytest.mark.timeout(900)
+# Slow tier, run by `make test-all` only: runs every notebook, about five minutes.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 # What each notebook must have shown, found in its outputs: the lesson happened.
 PROOF = {

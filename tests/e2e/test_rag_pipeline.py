@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 KIT = str(Path(sys.executable).with_name("kit"))
-pytestmark = pytest.mark.timeout(1200)  # the module ingests the whole corpus once
+# Slow tier, run by `make test-all` only: ingests the whole corpus and evaluates it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "data/fastapi-docs/docs"
 QUESTIONS = REPO / "data/rag/fastapi-docs-questions.jsonl"
@@ -126,7 +127,7 @@ def test_the_gate_fails_below_the_bar(ingested: dict[str, str]) -> None:
 def test_every_evaluation_is_an_mlflow_run(ingested: dict[str, str]) -> None:
     import mlflow
 
-    from pipelines.tracking import point_mlflow_at
+    from kit.core.tracking import point_mlflow_at
 
     point_mlflow_at(f"sqlite:///{ingested['KIT_DATA_DIR']}/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["rag-retrieval"])

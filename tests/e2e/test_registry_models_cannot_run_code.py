@@ -41,7 +41,7 @@ import httpx
 import pytest
 import yaml
 
-from services.gateway.providers.registry import RegistryProvider
+from kit.gateway.providers.registry import RegistryProvider
 from tests.support import intent_models
 from tests.support.attacker import Listener, attacker_listener
 from tests.support.intent_models import MODEL_NAME, copy_of, register_crafted, rewrite_manifest
@@ -128,7 +128,7 @@ def craft_versions(attack: Attack, work: Path) -> None:
     """Register v1 to v6 (see the module docstring) on the tracking server."""
     from mlflow import MlflowClient
 
-    from pipelines import tracking
+    from kit.core import tracking
 
     uri = attack.tracking_uri
     tracking.point_mlflow_at(uri)

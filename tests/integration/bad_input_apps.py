@@ -23,16 +23,16 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from pipelines.ingest.index import ChunkStore
-from pipelines.ingest.run import IngestOptions, ingest
-from services.common.embedded import EmbeddedServer
-from services.common.embedders import Embedder
-from services.common.gateway_client import AsyncGatewayClient
-from services.gateway.app import create_app as create_gateway
-from services.gateway.auth import ApiKey, KeyStore, hash_key
-from services.gateway.settings import GatewaySettings
-from services.rag.app import create_app as create_rag
-from services.rag.settings import RagSettings
+from kit.core.ports import Embedder
+from kit.gateway.app import create_app as create_gateway
+from kit.gateway.auth import ApiKey, KeyStore, hash_key
+from kit.gateway.settings import GatewaySettings
+from kit.llm.gateway_client import GatewayClient
+from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.store import ChunkStore
+from kit.rag_service.app import create_app as create_rag
+from kit.rag_service.settings import RagSettings
+from kit.web.embedded import EmbeddedServer
 from tests.integration.gateway_helpers import KEY, write_models
 from tests.integration.rag_helpers import rag_keys
 from tests.support.fake_openai import FakeUpstream
@@ -123,5 +123,5 @@ def rag_app(
         docs_root=corpus,
     )
     with EmbeddedServer(fake_gateway(folder / "gateway", upstream)) as gateway:
-        llm = AsyncGatewayClient(gateway.url, api_key=KEY)
+        llm = GatewayClient(gateway.url, api_key=KEY)
         yield create_rag(settings, llm=llm, store=store, embedder=embedder, keys=rag_keys())

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.local_client import LocalClient
-from services.common.settings import KitSettings
+from kit.core.settings import KitSettings
+from kit.llm.local_client import LocalClient
 from tests.support.fake_openai import FakeUpstream, running_fake_upstream
 
 

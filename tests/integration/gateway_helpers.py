@@ -7,10 +7,10 @@ from typing import Any
 
 import yaml
 
-from services.common.local_client import LocalClient
-from services.gateway.app import create_app
-from services.gateway.auth import ApiKey, KeyStore, hash_key
-from services.gateway.settings import GatewaySettings
+from kit.gateway.app import create_app
+from kit.gateway.auth import ApiKey, KeyStore, hash_key
+from kit.gateway.settings import GatewaySettings
+from kit.llm.local_client import LocalClient
 from tests.support.fake_openai import FakeUpstream
 
 KEY = "sk-kit-test-key-for-team-a"

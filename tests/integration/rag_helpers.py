@@ -3,8 +3,8 @@ headers that send them. Access itself is tested in test_rag_auth.py and tests/e2
 
 from __future__ import annotations
 
-from services.common.keys import KeyStore, hash_key
-from services.rag.auth import ADMIN_SCOPES, KEY_PREFIX, RagKey
+from kit.core.keys import KeyStore, hash_key
+from kit.rag_service.auth import ADMIN_SCOPES, KEY_PREFIX, RagKey
 
 ADMIN_KEY = f"{KEY_PREFIX}test-admin"
 ASK_KEY = f"{KEY_PREFIX}test-asker"

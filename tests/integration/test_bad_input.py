@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from services.common.local_client import LocalClient
-from services.common.request_limits import MAX_JSON_DEPTH
-from services.rag.settings import RagSettings
+from kit.llm.local_client import LocalClient
+from kit.rag_service.settings import RagSettings
+from kit.web.request_limits import MAX_JSON_DEPTH
 from tests.integration.bad_input_apps import fake_gateway, rag_app
 from tests.integration.gateway_helpers import AUTH, chat_body
 from tests.integration.rag_helpers import ADMIN

@@ -30,8 +30,8 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from services.common.local_client import LocalClient
-from services.gateway.auth import ApiKey, hash_key
+from kit.gateway.auth import ApiKey, hash_key
+from kit.llm.local_client import LocalClient
 from tests.integration.gateway_helpers import AUTH, KEY, chat_body, gateway_app
 from tests.support.fake_openai import FakeUpstream
 from tests.support.servers import free_port, mlflow_server, require_tool, running

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from services.cli.doctor import Status, check_servers
-from services.common.settings import KitSettings
+from kit.cli.doctor import Status, check_servers
+from kit.core.settings import KitSettings
 from tests.support.servers import free_port, mlflow_server, redis_server, running
 
 

@@ -21,16 +21,16 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from qdrant_client import QdrantClient
 
-from pipelines import tracking
-from pipelines.drift.run import EXPERIMENT, DriftOptions, DriftResult, run_drift
-from pipelines.drift.score import Thresholds
-from pipelines.drift.store import read_records
-from pipelines.ingest.index import ChunkStore
-from pipelines.ingest.run import IngestOptions, ingest
-from services.common.llm import ChatMessage, ChatResult, Usage
-from services.common.local_client import LocalClient
-from services.rag.app import create_app
-from services.rag.settings import RagSettings
+from kit.core import tracking
+from kit.drift.run import EXPERIMENT, DriftOptions, DriftResult, run_drift
+from kit.drift.score import Thresholds
+from kit.drift.store import read_records
+from kit.llm.local_client import LocalClient
+from kit.llm.scripted import ScriptedModel
+from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.store import ChunkStore
+from kit.rag_service.app import create_app
+from kit.rag_service.settings import RagSettings
 from tests.support.servers import free_port, require_tool, running
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,20 +107,6 @@ def banking_queries(count: int) -> list[str]:
     return [texts[i] for i in picked]
 
 
-class CitingLLM:
-    """A stand-in for the gateway: cites the first source (answers are not what drift checks)."""
-
-    async def chat(
-        self,
-        messages: list[ChatMessage],
-        *,
-        model: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-    ) -> ChatResult:
-        return ChatResult("The documentation covers this [1].", "fake", Usage(1, 1), "stop")
-
-
 @pytest.fixture(scope="module")
 def docs_store(local_client: LocalClient) -> Iterator[ChunkStore]:
     """The whole FastAPI docs in an in-memory Qdrant: about a minute of embedding, once."""
@@ -145,7 +131,12 @@ def rag(
     tmp_path: Path, docs_store: ChunkStore, local_client: LocalClient
 ) -> Iterator[tuple[TestClient, RagSettings]]:
     settings = rag_settings(tmp_path)
-    app = create_app(settings, llm=CitingLLM(), store=docs_store, embedder=local_client.embedder)
+    app = create_app(
+        settings,
+        llm=ScriptedModel.repeating("The documentation covers this [1]."),
+        store=docs_store,
+        embedder=local_client.embedder,
+    )
     with TestClient(app) as client:
         yield client, settings
 
@@ -185,7 +176,12 @@ def test_the_query_log_can_be_turned_off(
     overrides: dict[str, object],
 ) -> None:
     settings = rag_settings(tmp_path, **overrides)
-    app = create_app(settings, llm=CitingLLM(), store=docs_store, embedder=local_client.embedder)
+    app = create_app(
+        settings,
+        llm=ScriptedModel.repeating("The documentation covers this [1]."),
+        store=docs_store,
+        embedder=local_client.embedder,
+    )
     with TestClient(app) as client:
         assert client.post("/ask", json={"question": IN_DOMAIN[0]}).status_code == 200
 
@@ -303,7 +299,7 @@ def test_a_reference_window_from_the_log_and_a_current_file(
 ) -> None:
     """The log's last week as the reference and a file as the current window: the same
     questions a week apart do not drift."""
-    from pipelines.drift.store import QueryLog, QueryRecord
+    from kit.drift.store import QueryLog, QueryRecord
 
     settings = rag_settings(tmp_path)
     assert settings.query_log is not None

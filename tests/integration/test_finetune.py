@@ -18,14 +18,15 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from pipelines import tracking
-from pipelines.finetune.config import CONFIGS, FinetuneConfig, load_config
-from pipelines.finetune.run import EXPERIMENT, FinetuneResult, run_finetune
-from services.common.errors import ConfigError
-from services.common.local_client import LocalClient
-from services.common.settings import KitSettings
+from kit.core import tracking
+from kit.core.errors import ConfigError
+from kit.core.settings import KitSettings
+from kit.finetune.config import CONFIGS, FinetuneConfig, load_config
+from kit.finetune.run import EXPERIMENT, FinetuneResult, run_finetune
+from kit.llm.local_client import LocalClient
 
-pytestmark = pytest.mark.timeout(900)
+# Slow tier, run by `make test-all` only: fine-tunes a model end to end.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @dataclass
@@ -115,9 +116,9 @@ def test_the_gate_promotes_a_better_model_and_refuses_a_worse_one(registry: Regi
 
 @pytest.fixture
 def gateway(registry: Registry, tmp_path: Path, local_client: LocalClient) -> Iterator[TestClient]:
-    from services.gateway.app import create_app
-    from services.gateway.auth import ApiKey, KeyStore, hash_key
-    from services.gateway.settings import GatewaySettings
+    from kit.gateway.app import create_app
+    from kit.gateway.auth import ApiKey, KeyStore, hash_key
+    from kit.gateway.settings import GatewaySettings
 
     models = tmp_path / "models.yaml"
     models.write_text(
@@ -201,7 +202,7 @@ def test_the_same_job_runs_against_an_mlflow_server(tmp_path: Path, shared_cache
     through the kit's verifying loader and as a plain MLflow pyfunc (for MLflow's own tools)."""
     import mlflow
 
-    from pipelines.finetune.trusted import load_uri
+    from kit.finetune.trusted import load_uri
     from tests.support.servers import free_port, mlflow_server, running
 
     port = free_port()

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.finetune.baselines import PromptBaseline, prompt_baseline, run_baselines, to_label
-from pipelines.finetune.config import DataSpec
-from pipelines.finetune.data import load_splits
-from services.common.gateway_client import GatewayClient
-from services.common.local_client import LocalClient
+from kit.finetune.baselines import PromptBaseline, prompt_baseline, run_baselines, to_label
+from kit.finetune.config import DataSpec
+from kit.finetune.data import load_splits
+from kit.llm.gateway_client import GatewayClient
+from kit.llm.local_client import LocalClient
 from tests.support.fake_openai import FakeUpstream, ok
+
+# Slow tier, run by `make test-all` only: trains and scores the baselines.
+pytestmark = pytest.mark.slow
 
 
 def test_embedding_baselines_learn_the_intents(local_client: LocalClient) -> None:

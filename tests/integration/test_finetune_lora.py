@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.finetune.config import FinetuneConfig
-from pipelines.finetune.data import Example
-from pipelines.finetune.lora import LoraIntentGenerator, train_lora
-from services.common.errors import ModelUnavailableError
-from services.common.settings import KitSettings
+from kit.core.errors import ModelUnavailableError
+from kit.core.settings import KitSettings
+from kit.finetune.config import FinetuneConfig
+from kit.finetune.data import Example
+from kit.finetune.lora import LoraIntentGenerator, train_lora
+
+# Slow tier, run by `make test-all` only: fine-tunes a model with LoRA adapters.
+pytestmark = pytest.mark.slow
 
 QUERIES = {
     "card_arrival": [
@@ -158,11 +161,11 @@ def test_a_lora_job_is_tracked_registered_and_served_from_the_registry(
 ) -> None:
     """The LoRA method through the whole job: MLflow run, pyfunc model, registry, and loading
     back through the kit's verifying loader (as the gateway does)."""
-    from pipelines import tracking
-    from pipelines.finetune.config import CONFIGS, load_config
-    from pipelines.finetune.data import read_csv
-    from pipelines.finetune.run import run_finetune
-    from pipelines.finetune.trusted import load_uri
+    from kit.core import tracking
+    from kit.finetune.config import CONFIGS, load_config
+    from kit.finetune.data import read_csv
+    from kit.finetune.run import run_finetune
+    from kit.finetune.trusted import load_uri
 
     quick = load_config(CONFIGS / "lora-quick.yaml")
     config = quick.model_copy(

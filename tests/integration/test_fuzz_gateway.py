@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.common.embedded import EmbeddedServer
+from kit.web.embedded import EmbeddedServer
 from tests.integration.bad_input_apps import FUZZ, fake_gateway, fuzz_every_operation
 from tests.integration.gateway_helpers import AUTH
 from tests.support.fake_openai import FakeUpstream

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common.embedded import EmbeddedServer
-from services.common.local_client import LocalClient
+from kit.llm.local_client import LocalClient
+from kit.web.embedded import EmbeddedServer
 from tests.integration.bad_input_apps import fuzz_every_operation, rag_app
 from tests.integration.rag_helpers import ADMIN
 from tests.support.fake_openai import FakeUpstream

@@ -1,4 +1,4 @@
-"""Budget holds (services/gateway/limits.py `Budgets`), in memory and in a real Redis: a request
+"""Budget holds (src/kit/gateway/limits.py `Budgets`), in memory and in a real Redis: a request
 holds its worst case before the call and settles its real cost after, atomically.
 
 The attack tests (tests/e2e/attacks/test_budget_bypass.py) show a burst refused end to end; these
@@ -15,10 +15,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from services.gateway.auth import ApiKey
-from services.gateway.errors import BudgetExceeded, ConcurrencyLimited
-from services.gateway.limits import Budgets
-from services.gateway.redis_health import RedisLink
+from kit.gateway.auth import ApiKey
+from kit.gateway.errors import BudgetExceeded, ConcurrencyLimited
+from kit.gateway.limits import Budgets
+from kit.gateway.redis_health import RedisLink
 from tests.support.servers import redis_server, require_tool
 
 KEY = ApiKey(id="team-a", sha256="a" * 64, budget_usd=1.0)

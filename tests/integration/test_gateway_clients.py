@@ -7,10 +7,11 @@ from pathlib import Path
 import openai
 import pytest
 
-from services.common.embedded import EmbeddedServer
-from services.common.gateway_client import GatewayClient, GatewayRequestError
-from services.common.local_client import LocalClient
-from services.common.settings import KitSettings
+from kit.core.settings import KitSettings
+from kit.llm.gateway_client import GatewayClient, GatewayRequestError
+from kit.llm.local_client import LocalClient
+from kit.runtime import connect_gateway
+from kit.web.embedded import EmbeddedServer
 from tests.integration.gateway_helpers import KEY, gateway_app
 from tests.support.fake_openai import FakeUpstream, error, slow_stream
 
@@ -94,7 +95,7 @@ def test_the_sdk_sees_gateway_errors_as_its_own_exceptions(
 def test_the_kit_client_runs_an_embedded_gateway_with_no_server_to_start(
     settings: KitSettings,
 ) -> None:
-    with GatewayClient.connect(settings) as client:
+    with connect_gateway(settings) as client:
         answer = client.chat(QUESTION, model="local", max_tokens=16)
         streamed = "".join(client.stream_chat(QUESTION, model="local", max_tokens=16))
         vectors = client.embed(["cat", "kitten"], model="all-minilm-l6-v2")
@@ -113,7 +114,7 @@ def test_the_kit_client_talks_to_a_gateway_over_http(
     with EmbeddedServer(gateway_app(tmp_path, upstream, local_client)) as server:
         remote = settings.model_copy(update={"gateway_url": server.url})
         with pytest.raises(GatewayRequestError) as no_key:
-            GatewayClient.connect(remote).chat(QUESTION, model="chain")
+            connect_gateway(remote).chat(QUESTION, model="chain")
         with GatewayClient(server.url, api_key=KEY) as client:
             answer = client.chat(QUESTION, model="chain")
 

@@ -21,10 +21,10 @@ import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from services.common.local_client import LocalClient
-from services.gateway.app import create_app
-from services.gateway.auth import ApiKey, KeyStore, hash_key
-from services.gateway.settings import GatewaySettings
+from kit.gateway.app import create_app
+from kit.gateway.auth import ApiKey, KeyStore, hash_key
+from kit.gateway.settings import GatewaySettings
+from kit.llm.local_client import LocalClient
 from tests.integration.gateway_helpers import AUTH, KEY, calls_to, chat_body, gateway_app
 from tests.support.fake_openai import FakeUpstream, hang, running_fake_upstream, slow_stream
 from tests.support.servers import free_port, stoppable_redis_server

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from services.common.embedded import EmbeddedServer
-from services.common.local_client import LocalClient
-from services.gateway.auth import ApiKey, hash_key
+from kit.gateway.auth import ApiKey, hash_key
+from kit.llm.local_client import LocalClient
+from kit.web.embedded import EmbeddedServer
 from tests.integration.gateway_helpers import AUTH, KEY, chat_body, gateway_app
 from tests.support.fake_openai import FakeUpstream, error, ok
 from tests.support.servers import redis_server

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from services.common.local_client import LocalClient
+from kit.llm.local_client import LocalClient
 from tests.integration.gateway_helpers import AUTH, calls_to, chat_body, gateway_app
 from tests.support.fake_openai import FakeUpstream, error, hang, malformed, ok
 

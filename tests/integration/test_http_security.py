@@ -14,13 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 
-from pipelines.ingest.index import ChunkStore
-from services.common.errors import ConfigError
-from services.common.gateway_client import AsyncGatewayClient
-from services.common.local_client import LocalClient
-from services.common.settings import load_settings
-from services.rag.app import create_app as create_rag_app
-from services.rag.settings import RagSettings
+from kit.core.errors import ConfigError
+from kit.core.settings import load_settings
+from kit.llm.gateway_client import GatewayClient
+from kit.llm.local_client import LocalClient
+from kit.rag.store import ChunkStore
+from kit.rag_service.app import create_app as create_rag_app
+from kit.rag_service.settings import RagSettings
 from tests.integration.gateway_helpers import AUTH, gateway_app
 from tests.support.fake_openai import FakeUpstream
 
@@ -49,7 +49,7 @@ def make_app(
             **settings,
         )
         store = ChunkStore(QdrantClient(":memory:"), "docs")
-        llm = AsyncGatewayClient("http://127.0.0.1:9", api_key="unused")  # never called here
+        llm = GatewayClient("http://127.0.0.1:9", api_key="unused")  # never called here
         return create_rag_app(rag_settings, llm=llm, store=store, embedder=local_client.embedder)
 
     return rag

@@ -10,12 +10,12 @@ import numpy.typing as npt
 import pytest
 from qdrant_client import QdrantClient
 
-from pipelines.ingest.index import DOC_IDS, ChunkStore
-from pipelines.ingest.paths import OUTSIDE_ROOT
-from pipelines.ingest.run import IngestOptions, ingest
-from pipelines.retrieval import Retriever
-from services.common.errors import ConfigError
-from services.common.local_client import LocalClient
+from kit.core.errors import ConfigError
+from kit.llm.local_client import LocalClient
+from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.paths import OUTSIDE_ROOT
+from kit.rag.retrieval import Retriever
+from kit.rag.store import DOC_IDS, ChunkStore
 
 PAGES = {
     "guide/cookies.md": "# Cookies\n\nRead a cookie with the Cookie parameter.\n\n"
@@ -318,3 +318,31 @@ def test_a_bad_path_stops_the_run_before_the_collection_changes(
         run(corpus / named, store, CountingEmbedder(local_client), corpus, rebuild=True)
 
     assert store.count() == before  # not even --rebuild's drop happened
+
+
+def test_kit_ingest_and_search_use_the_collection_the_settings_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RAG_COLLECTION is one setting for every command: before, `kit ingest` and `kit search`
+    wrote to and read "docs" whatever it said, while the RAG service searched RAG_COLLECTION."""
+    from typer.testing import CliRunner
+
+    from kit.cli.app import app
+
+    docs = write_pages(tmp_path / "docs-root", PAGES)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KIT_DATA_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("KIT_DOCS_ROOT", str(docs))
+    monkeypatch.setenv("RAG_COLLECTION", "handbook")
+    runner = CliRunner()
+
+    ingested = runner.invoke(app, ["ingest", str(docs)])
+    found = runner.invoke(app, ["search", "HttpOnly cookies", "--k", "1", "--json"])
+    with ChunkStore(QdrantClient(path=str(tmp_path / "state" / "qdrant")), "docs") as default:
+        in_docs = default.count()
+
+    assert ingested.exit_code == 0, ingested.output
+    assert "in 'handbook'" in ingested.output
+    assert found.exit_code == 0, found.output
+    assert '"doc_id": "guide/cookies.md"' in found.output
+    assert in_docs == 0  # nothing went to the default collection

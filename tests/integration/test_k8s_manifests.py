@@ -30,20 +30,20 @@ import typer
 import yaml
 from pydantic import SecretStr
 
-from services.cli.app import app as kit_cli
-from services.common.errors import ConfigError
-from services.common.settings import (
+from kit.cli.app import app as kit_cli
+from kit.core.errors import ConfigError
+from kit.core.settings import (
     PLACEHOLDER_SECRETS,
     KitSettings,
     env_name,
     env_names,
     load_settings,
 )
-from services.gateway.config import ModelsFile
-from services.gateway.routes.health import router as gateway_health
-from services.gateway.settings import GatewaySettings
-from services.rag.routes.health import router as rag_health
-from services.rag.settings import RagSettings
+from kit.gateway.config import ModelsFile
+from kit.gateway.routes.health import router as gateway_health
+from kit.gateway.settings import GatewaySettings
+from kit.rag_service.routes.health import router as rag_health
+from kit.rag_service.settings import RagSettings
 from tests.integration.k8s_render import (
     K8S,
     NAMESPACE,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from services.common.local_client import LocalClient
-from services.common.local_models import load_chat_model, load_embedder
-from services.common.local_models.checkpoint import ensure_hf_checkpoint
-from services.common.settings import KitSettings
+from kit.core.settings import KitSettings
+from kit.llm.local_client import LocalClient
+from kit.llm.local_models import load_chat_model, load_embedder
+from kit.llm.local_models.checkpoint import ensure_hf_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 QUESTION = [
@@ -106,13 +107,17 @@ def test_the_converted_checkpoint_lives_in_the_cache_dir_and_is_reused(
     assert not list(first.parent.glob("*.partial-*"))
 
 
-def test_the_local_client_serves_the_llm_client_interface(settings: KitSettings) -> None:
+def test_the_local_client_serves_both_ports(settings: KitSettings) -> None:
+    """Chat (whole, async and streamed) through `LocalClient`, embeddings through its embedder:
+    the `ChatModel` and `Embedder` ports of kit.core.ports."""
     client = LocalClient(settings)
 
     answer = client.chat(QUESTION, max_tokens=16)
+    awaited = asyncio.run(client.achat(QUESTION, max_tokens=16))
     streamed = "".join(client.stream_chat(QUESTION, max_tokens=16))
-    [vector] = client.embed(["hello"])
+    [vector] = client.embedder.embed(["hello"])
 
     assert "Paris" in answer.text and answer.model == "smollm2-135m-instruct"
+    assert awaited.text == answer.text  # greedy decoding: the same answer
     assert streamed.strip() == answer.text.strip()
-    assert len(vector) == 384
+    assert vector.shape == (384,) and client.embedder.name == "all-minilm-l6-v2"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from services.common.local_client import LocalClient
+from kit.llm.local_client import LocalClient
 from tests.integration.bad_input_apps import rag_app
 from tests.integration.rag_helpers import ADMIN
 from tests.support.fake_openai import FakeUpstream, ok

@@ -9,25 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import tracking
-from pipelines.prompting.chat import bind
-from pipelines.prompting.compare import EXPERIMENT, Case, compare_variants
-from pipelines.prompting.fewshot import NearestExamples, few_shot
-from pipelines.prompting.intents import (
+from kit.core import tracking
+from kit.core.settings import KitSettings
+from kit.llm.embedders import GatewayEmbedder
+from kit.llm.gateway_client import GatewayClient
+from kit.llm.local_client import LocalClient
+from kit.prompting.chat import bind
+from kit.prompting.compare import EXPERIMENT, Case, compare_variants
+from kit.prompting.fewshot import NearestExamples, few_shot
+from kit.prompting.intents import (
     LABELS,
     intent_examples,
     intent_variants,
     match_label,
 )
-from pipelines.prompting.react import run_react
-from pipelines.prompting.structured import StructuredOutputError, ask_json
-from pipelines.prompting.templates import load_template
-from pipelines.prompting.tools import calculator
-from services.common.embedded import EmbeddedServer
-from services.common.embedders import GatewayEmbedder
-from services.common.gateway_client import GatewayClient
-from services.common.local_client import LocalClient
-from services.common.settings import KitSettings
+from kit.prompting.react import run_react
+from kit.prompting.structured import StructuredOutputError, ask_json
+from kit.prompting.templates import load_template
+from kit.prompting.tools import calculator
+from kit.web.embedded import EmbeddedServer
 from tests.integration.gateway_helpers import KEY, gateway_app
 from tests.support.fake_openai import FakeUpstream, ok
 

@@ -13,13 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 
-from pipelines.ingest.index import ChunkStore
-from pipelines.ingest.run import IngestOptions, ingest
-from services.common.embedded import EmbeddedServer
-from services.common.gateway_client import AsyncGatewayClient
-from services.common.local_client import LocalClient
-from services.rag.app import create_app
-from services.rag.settings import RagSettings
+from kit.llm.gateway_client import GatewayClient
+from kit.llm.local_client import LocalClient
+from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.store import ChunkStore
+from kit.rag_service.app import create_app
+from kit.rag_service.settings import RagSettings
+from kit.web.embedded import EmbeddedServer
 from tests.integration.gateway_helpers import KEY, gateway_app
 from tests.integration.rag_helpers import ADMIN, rag_keys
 from tests.support.fake_openai import FakeUpstream, error, ok
@@ -56,7 +56,7 @@ def rag(
         docs_root=corpus,
     )
     with EmbeddedServer(gateway_app(tmp_path / "gw", upstream, local_client)) as gateway:
-        llm = AsyncGatewayClient(gateway.url, api_key=KEY)
+        llm = GatewayClient(gateway.url, api_key=KEY)
         app = create_app(
             settings, llm=llm, store=store, embedder=local_client.embedder, keys=rag_keys()
         )
@@ -223,10 +223,10 @@ def test_answer_evaluation_measures_citations_support_and_refusals(
 
     from prometheus_client import CollectorRegistry
 
-    from pipelines.evaluate.answers import evaluate_answers
-    from pipelines.evaluate.rag import Question
-    from services.rag.app import rag_service
-    from services.rag.metrics import RagMetrics
+    from kit.evaluate.answers import evaluate_answers
+    from kit.evaluate.rag import Question
+    from kit.rag_service.app import rag_service_with
+    from kit.rag_service.metrics import RagMetrics
 
     store = ChunkStore(QdrantClient(":memory:"), "docs")
     ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
@@ -240,13 +240,13 @@ def test_answer_evaluation_measures_citations_support_and_refusals(
 
     async def run():  # type: ignore[no-untyped-def]
         with EmbeddedServer(gateway_app(tmp_path / "gw", upstream, local_client)) as gateway:
-            llm = AsyncGatewayClient(gateway.url, api_key=KEY)
-            async with rag_service(
+            llm = GatewayClient(gateway.url, api_key=KEY)
+            async with rag_service_with(
                 settings,
                 RagMetrics(CollectorRegistry()),
-                llm=llm,
+                llm,
+                local_client.embedder,
                 store=store,
-                embedder=local_client.embedder,
             ) as service:
                 return await evaluate_answers(service.ask, questions)
 

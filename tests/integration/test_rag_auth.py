@@ -15,27 +15,15 @@ import pytest
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 
-from pipelines.ingest.index import ChunkStore
-from pipelines.ingest.run import IngestOptions, ingest
-from services.common.llm import ChatMessage, ChatResult, Usage
-from services.common.local_client import LocalClient
-from services.rag.app import create_app
-from services.rag.auth import add_key, revoke_key
-from services.rag.settings import RagSettings
+from kit.llm.local_client import LocalClient
+from kit.llm.scripted import ScriptedModel
+from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.store import ChunkStore
+from kit.rag_service.app import create_app
+from kit.rag_service.auth import add_key, revoke_key
+from kit.rag_service.settings import RagSettings
 
 QUESTION = {"question": "How do I read a cookie?"}
-
-
-class CitingLLM:
-    async def chat(
-        self,
-        messages: list[ChatMessage],
-        *,
-        model: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-    ) -> ChatResult:
-        return ChatResult("Use the Cookie parameter [1].", "fake", Usage(1, 1), "stop")
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -59,7 +47,12 @@ def service(tmp_path: Path, local_client: LocalClient) -> Iterator[tuple[TestCli
     )
     keys_file = settings.resolved_keys_file
     add_key(keys_file, "bootstrap")  # the file exists before start-up, as in a deployment
-    app = create_app(settings, llm=CitingLLM(), store=store, embedder=local_client.embedder)
+    app = create_app(
+        settings,
+        llm=ScriptedModel.repeating("Use the Cookie parameter [1]."),
+        store=store,
+        embedder=local_client.embedder,
+    )
     with TestClient(app) as client:
         yield client, keys_file
 
@@ -95,7 +88,7 @@ def test_without_a_valid_key_every_api_route_is_a_401_saying_how_to_get_one(
 def test_a_gateway_key_does_not_open_the_rag_service(
     service: tuple[TestClient, Path], tmp_path: Path
 ) -> None:
-    from services.gateway.auth import add_key as add_gateway_key
+    from kit.gateway.auth import add_key as add_gateway_key
 
     client, _ = service
     gateway_key = add_gateway_key(

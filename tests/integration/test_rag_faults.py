@@ -20,16 +20,16 @@ import pytest
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 
-from pipelines.ingest.chunk import ChunkingConfig, chunk_document
-from pipelines.ingest.documents import Document
-from pipelines.ingest.index import ChunkStore, StoreUnavailableError
-from pipelines.ingest.loaders import load_file
-from pipelines.ingest.paths import DocsRoot, discover
-from pipelines.ingest.run import IngestOptions, ingest
-from services.common.llm import ChatMessage, ChatResult, Usage
-from services.common.local_client import LocalClient
-from services.rag.app import create_app
-from services.rag.settings import RagSettings
+from kit.llm.local_client import LocalClient
+from kit.llm.scripted import ScriptedModel
+from kit.rag.chunk import ChunkingConfig, chunk_document
+from kit.rag.documents import Document
+from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.loaders import load_file
+from kit.rag.paths import DocsRoot, discover
+from kit.rag.store import ChunkStore, StoreUnavailableError
+from kit.rag_service.app import create_app
+from kit.rag_service.settings import RagSettings
 from tests.support.qdrant_faults import URL, FlakyQdrant
 from tests.support.servers import free_port, misbehaving_server
 
@@ -45,20 +45,6 @@ PAGES = {
     ]
 }
 QUESTION = {"question": "How do I read a cookie?"}
-
-
-class CitingLLM:
-    """The model behind the gateway, reduced to what these tests need: a cited answer."""
-
-    async def chat(
-        self,
-        messages: list[ChatMessage],
-        *,
-        model: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-    ) -> ChatResult:
-        return ChatResult("Use the Cookie parameter [1].", "fake", Usage(1, 1), "stop")
 
 
 @pytest.fixture
@@ -120,7 +106,11 @@ def test_ask_and_readyz_answer_503_and_the_log_names_the_unreachable_qdrant(
         url = f"http://127.0.0.1:{port}"
         # 1 s per request: the "silent" server must cost a timeout, not a hang.
         settings = rag_settings(tmp_path, qdrant_url=url, qdrant_timeout_s=1)
-        app = create_app(settings, llm=CitingLLM(), embedder=local_client.embedder)
+        app = create_app(
+            settings,
+            llm=ScriptedModel.repeating("Use the Cookie parameter [1]."),
+            embedder=local_client.embedder,
+        )
         with TestClient(app) as client:  # the service starts although Qdrant is down
             started = time.monotonic()
             ready = client.get("/readyz")
@@ -155,7 +145,10 @@ def test_the_service_starts_while_qdrant_is_down_and_recovers_without_a_restart(
     ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     flaky.down = True
     app = create_app(
-        rag_settings(tmp_path), llm=CitingLLM(), store=store, embedder=local_client.embedder
+        rag_settings(tmp_path),
+        llm=ScriptedModel.repeating("Use the Cookie parameter [1]."),
+        store=store,
+        embedder=local_client.embedder,
     )
 
     with TestClient(app) as client:

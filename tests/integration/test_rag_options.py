@@ -4,28 +4,31 @@ cross-encoder reranking stage, and an LLM judge reached over HTTP (the fake upst
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from fastapi.testclient import TestClient
 from qdrant_client import QdrantClient
 
-from pipelines.evaluate.judge import Judge, load_judge_prompt
-from pipelines.ingest.index import ChunkStore
-from pipelines.ingest.run import IngestOptions, ingest
-from pipelines.rerank import CrossEncoderReranker, load_reranker
-from pipelines.retrieval import Retriever
-from services.common.embedded import EmbeddedServer
-from services.common.embedders import GatewayEmbedder
-from services.common.errors import ConfigError
-from services.common.gateway_client import AsyncGatewayClient, GatewayClient
-from services.common.llm import ChatMessage
-from services.common.local_client import LocalClient
-from services.common.local_models import MINILM
-from services.rag.app import create_app
-from services.rag.settings import RagSettings
+from kit.core.errors import ConfigError
+from kit.core.ports import ChatMessage, Embedder
+from kit.evaluate.judge import Judge, load_judge_prompt
+from kit.llm.embedders import GatewayEmbedder
+from kit.llm.gateway_client import GatewayClient
+from kit.llm.local_client import LocalClient
+from kit.llm.local_models import MINILM
+from kit.llm.scripted import ScriptedModel
+from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.rerank import CrossEncoderReranker, load_reranker
+from kit.rag.retrieval import Retriever
+from kit.rag.store import ChunkStore
+from kit.rag_service.app import create_app
+from kit.rag_service.service import AskResult
+from kit.rag_service.settings import RagSettings
+from kit.web.embedded import EmbeddedServer
 from tests.integration.gateway_helpers import KEY, gateway_app
 from tests.support.fake_openai import FakeUpstream, ok
 
@@ -109,7 +112,7 @@ def test_an_index_refuses_vectors_and_queries_from_another_embedder(
 @pytest.fixture(scope="module")
 def cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cross-encoder made from the shipped MiniLM with a new, seeded scoring head: no trained
-    reranker ships (pipelines/rerank.py says why), so this checks the mechanics, not quality."""
+    reranker ships (src/kit/rag/rerank.py says why), so this checks the mechanics, not quality."""
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -161,7 +164,7 @@ def test_the_answer_reports_rerank_time_when_a_reranker_is_set(
         auth="open",  # about reranking; who may call is test_rag_auth.py's subject
     )
     upstream.default = ok("TestClient calls your application without a server [1].")
-    llm = AsyncGatewayClient(gateway.url, api_key=KEY)
+    llm = GatewayClient(gateway.url, api_key=KEY)
     app = create_app(settings, llm=llm, store=store, embedder=local_client.embedder)
     with TestClient(app) as client:
         question = {"question": "How do I test my app?", "k": 2, "include_contexts": True}
@@ -202,10 +205,10 @@ def test_the_judge_scores_answers_over_http_and_retries_an_invalid_reply(
     )
 
     async def run() -> list[float | None]:
-        client = AsyncGatewayClient(gateway.url, api_key=KEY)
+        client = GatewayClient(gateway.url, api_key=KEY)
 
         async def chat(messages: list[ChatMessage]) -> str:
-            return (await client.chat(messages, model="chain", max_tokens=400)).text
+            return (await client.achat(messages, model="chain", max_tokens=400)).text
 
         judge = Judge(chat, load_judge_prompt(), "chain")
         scores = []
@@ -229,10 +232,10 @@ def test_answer_evaluation_adds_the_judges_faithfulness(
 ) -> None:
     from prometheus_client import CollectorRegistry
 
-    from pipelines.evaluate.answers import evaluate_answers
-    from pipelines.evaluate.rag import Question
-    from services.rag.app import rag_service
-    from services.rag.metrics import RagMetrics
+    from kit.evaluate.answers import evaluate_answers
+    from kit.evaluate.rag import Question
+    from kit.rag_service.app import rag_service_with
+    from kit.rag_service.metrics import RagMetrics
 
     store = ChunkStore(QdrantClient(":memory:"), "docs")
     ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
@@ -253,17 +256,17 @@ def test_answer_evaluation_adds_the_judges_faithfulness(
     ]
 
     async def run():  # type: ignore[no-untyped-def]
-        llm = AsyncGatewayClient(gateway.url, api_key=KEY)
-        async with rag_service(
+        llm = GatewayClient(gateway.url, api_key=KEY)
+        async with rag_service_with(
             settings,
             RagMetrics(CollectorRegistry()),
-            llm=llm,
+            llm,
+            local_client.embedder,
             store=store,
-            embedder=local_client.embedder,
         ) as service:
 
             async def chat(messages: list[ChatMessage]) -> str:
-                return (await llm.chat(messages, model="chain", max_tokens=400)).text
+                return (await llm.achat(messages, model="chain", max_tokens=400)).text
 
             judge = Judge(chat, load_judge_prompt(), "chain")
             result = await evaluate_answers(service.ask, questions, judge)
@@ -276,3 +279,51 @@ def test_answer_evaluation_adds_the_judges_faithfulness(
     assert result.metrics["judge_faithfulness"] == 0.75
     assert result.metrics["judge_failures"] == 0
     assert len(upstream.requests) == 4
+
+
+class CountingEmbedder:
+    """The shipped embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name, self.dimension = inner.name, inner.dimension
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.calls.append(list(texts))
+        return self.inner.embed(texts)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "keyword", "dense"])
+def test_an_answer_embeds_its_question_once_whatever_it_retrieves(
+    corpus: Path, cross_encoder: Path, local_client: LocalClient, mode: str
+) -> None:
+    """The first stage, the relevance check (a dense search) and the reranker's stage reuse one
+    vector: before, /ask embedded the question twice."""
+    from prometheus_client import CollectorRegistry
+
+    from kit.rag_service.app import rag_service_with
+    from kit.rag_service.metrics import RagMetrics
+
+    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
+    settings = RagSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test",
+        mode=mode,
+        rerank_model=str(cross_encoder),
+        rerank_depth=4,
+    )
+    counting = CountingEmbedder(local_client.embedder)
+    question = "How do I test my app?"
+
+    async def ask() -> AskResult:
+        model = ScriptedModel.repeating("Use TestClient [1].")
+        metrics = RagMetrics(CollectorRegistry())
+        async with rag_service_with(settings, metrics, model, counting, store=store) as service:
+            return await service.ask(question, k=2)
+
+    result = asyncio.run(ask())
+
+    assert counting.calls == [[question]]
+    assert not result.answer.refused and "rerank" in result.latency_ms

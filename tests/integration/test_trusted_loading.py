@@ -1,4 +1,4 @@
-"""The kit's one loader for registered models (pipelines/finetune/trusted.py), on the sqlite store:
+"""The kit's one loader for registered models (src/kit/finetune/trusted.py), on the sqlite store:
 what `kit finetune` logs loads back unchanged, `kit predict` uses it and names the fix when it
 refuses, and the promotion gate replaces a champion it refuses instead of keeping it.
 
@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from pipelines import tracking
-from pipelines.finetune.config import CONFIGS, load_config
-from pipelines.finetune.manifest import MANIFEST_FILE, UntrustedModelError
-from pipelines.finetune.packaging import log_intent_model
-from pipelines.finetune.registry import register_and_gate
-from pipelines.finetune.trusted import MANIFEST_PARAM, load_uri, refusal
-from services.cli.app import app
-from services.common.settings import KitSettings
+from kit.cli.app import app
+from kit.core import tracking
+from kit.core.settings import KitSettings
+from kit.finetune.config import CONFIGS, load_config
+from kit.finetune.manifest import MANIFEST_FILE, UntrustedModelError
+from kit.finetune.packaging import log_intent_model
+from kit.finetune.registry import register_and_gate
+from kit.finetune.trusted import MANIFEST_PARAM, load_uri, refusal
 from tests.support import intent_models
 from tests.support.intent_models import LABELS, MODEL_NAME, copy_of, register_crafted
 
@@ -135,8 +135,8 @@ def test_the_gate_replaces_a_champion_the_kit_cannot_load(store: Store, tmp_path
 
 
 def registry_provider(store: Store, model: str) -> Any:
-    from services.gateway.config import Deployment, ResolvedDeployment
-    from services.gateway.providers.registry import RegistryProvider
+    from kit.gateway.config import Deployment, ResolvedDeployment
+    from kit.gateway.providers.registry import RegistryProvider
 
     spec = Deployment(provider="mlflow", model=model)
     deployment = ResolvedDeployment(name="intents", spec=spec, api_key=None, api_base=None)
@@ -148,7 +148,7 @@ def test_the_gateway_provider_keeps_serving_through_a_refused_version(
 ) -> None:
     from mlflow import MlflowClient
 
-    from services.gateway.providers.base import ChatCall, ProviderError
+    from kit.gateway.providers.base import ChatCall, ProviderError
 
     good = intent_models.log_kit_model(
         store.mlflow, intent_models.tiny_classifier(), alias="champion"

@@ -41,8 +41,8 @@ def docker_client() -> Any:
         client.ping()
     except docker.errors.DockerException as exc:
         message = (
-            f"no Docker engine answers ({exc}); start one (ENVIRONMENT.md: "
-            "dockerd --bridge=none --iptables=false --ip-masq=false)"
+            f"no Docker engine answers ({exc}); start one as .ci/run does: "
+            "dockerd --bridge=none --iptables=false --ip-masq=false"
         )
         if os.environ.get("CI"):
             pytest.fail(message)

@@ -28,8 +28,8 @@ def tiny_classifier(labels: list[str] = LABELS, seed: int = 0) -> Any:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from pipelines.finetune.classifier import IntentClassifier
-    from services.common.local_models.paths import MINILM
+    from kit.finetune.classifier import IntentClassifier
+    from kit.llm.local_models.paths import MINILM
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(str(MINILM.path()))
@@ -52,8 +52,8 @@ def log_kit_model(
 ) -> str:
     """Log `model` as `kit finetune` does (in its own run), register it under `name`, and point
     `alias` at the new version; returns the version."""
-    from pipelines.finetune.config import CONFIGS, load_config
-    from pipelines.finetune.packaging import log_intent_model
+    from kit.finetune.config import CONFIGS, load_config
+    from kit.finetune.packaging import log_intent_model
 
     config = load_config(CONFIGS / "quick.yaml")
     with tempfile.TemporaryDirectory(prefix="tiny-intent-") as folder, mlflow.start_run():

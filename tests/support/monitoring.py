@@ -26,10 +26,10 @@ PROMQL_WORDS = {
 def exported_metrics() -> set[str]:
     """Every series name the gateway and RAG services and the drift job (`kit drift`, through a
     Pushgateway or a textfile) can export, and Prometheus's `up`."""
-    from pipelines.drift.export import DriftMetrics
-    from services.common.metrics import HttpMetrics
-    from services.gateway.metrics import GatewayMetrics
-    from services.rag.metrics import RagMetrics
+    from kit.drift.export import DriftMetrics
+    from kit.gateway.metrics import GatewayMetrics
+    from kit.rag_service.metrics import RagMetrics
+    from kit.web.metrics import HttpMetrics
 
     registry = CollectorRegistry()
     HttpMetrics(registry, service="gateway")

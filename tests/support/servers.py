@@ -194,7 +194,7 @@ def stoppable_redis_server(tmp_path: Path) -> Iterator[StoppableRedis]:
 def mlflow_server(port: int, backend_uri: str, *options: str) -> tuple[list[str], dict[str, str]]:
     """The command and environment of a real `mlflow server` on 127.0.0.1, for `running(...)`.
 
-    One worker and no job execution: ~575 MB instead of ~3.6 GB (ENVIRONMENT.md)."""
+    One worker and no job execution: ~575 MB instead of ~3.6 GB with the defaults (measured)."""
     import sys
 
     command = [

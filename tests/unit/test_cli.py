@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from services.cli.app import app
+from kit.cli.app import app
 
 runner = CliRunner()
 
@@ -56,9 +56,23 @@ def test_importing_the_cli_loads_no_model_library() -> None:
     # Loading is lazy: `kit --help` must not pay for torch or llama.cpp. A fresh interpreter,
     # because this test process may have imported them already.
     code = (
-        "import sys, services.cli.app, services.common.local_client;"
+        "import sys, kit.cli.app, kit.llm.local_client;"
         "print(sorted(m for m in ('torch', 'llama_cpp', 'transformers', 'sentence_transformers',"
         " 'litellm', 'mlflow', 'qdrant_client') if m in sys.modules))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+
+    assert output.strip() == "[]"
+
+
+def test_the_rag_service_wiring_imports_no_gateway_code() -> None:
+    # The RAG image installs the `rag` extra, not the gateway's (LiteLLM, aiohttp): `kit serve
+    # rag` with a GATEWAY_URL must start there. The gateway is imported only to embed one.
+    code = (
+        "import sys, kit.runtime, kit.cli.serve;"
+        "print(sorted(m for m in ('kit.gateway', 'litellm', 'aiohttp') if m in sys.modules))"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from services.common.settings import env_names
-from services.gateway.settings import GatewaySettings
-from services.rag.settings import RagSettings
+from kit.core.settings import env_names
+from kit.gateway.settings import GatewaySettings
+from kit.rag_service.settings import RagSettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (REPO / "docker-compose.yml").read_text()
@@ -126,7 +126,7 @@ def test_required_secrets_stop_compose_with_a_message_and_none_is_written_in() -
 def test_kit_containers_are_given_only_settings_the_kit_reads() -> None:
     settings = set(env_names(GatewaySettings).values()) | set(env_names(RagSettings).values())
     providers = set(
-        re.findall(r"api_key_env: ([A-Z_]+)", (REPO / "services/gateway/models.yaml").read_text())
+        re.findall(r"api_key_env: ([A-Z_]+)", (REPO / "src/kit/gateway/models.yaml").read_text())
     )
     # MLflow's client reads these itself (telemetry off, its basic-auth login).
     libraries = {"MLFLOW_DISABLE_TELEMETRY", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.cli.doctor import (
+from kit.cli.doctor import (
     Status,
     check_dirs,
     check_packages,
@@ -12,7 +12,7 @@ from services.cli.doctor import (
     pinned_requirements,
     run_checks,
 )
-from services.common.settings import KitSettings
+from kit.core.settings import KitSettings
 from tests.support.servers import free_port
 
 

@@ -14,11 +14,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.drift import collect, report
-from pipelines.drift.corpus import Nearest
-from pipelines.drift.export import DriftMetrics, write_textfile
-from pipelines.drift.run import DriftResult
-from pipelines.drift.score import (
+from kit.core.errors import ConfigError
+from kit.drift import collect, report
+from kit.drift.corpus import Nearest
+from kit.drift.export import DriftMetrics, write_textfile
+from kit.drift.run import DriftResult
+from kit.drift.score import (
     Thresholds,
     length_psi,
     mmd_rbf,
@@ -29,8 +30,7 @@ from pipelines.drift.score import (
     score_windows,
     share_below,
 )
-from pipelines.drift.store import QueryLog, QueryRecord, read_records
-from services.common.errors import ConfigError
+from kit.drift.store import QueryLog, QueryRecord, read_records
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -176,7 +176,7 @@ def test_bad_windows_are_refused_with_a_clear_message() -> None:
 def test_the_cli_defaults_are_the_measured_thresholds() -> None:
     import inspect
 
-    from services.cli.drift import drift
+    from kit.cli.drift import drift
 
     defaults = {name: p.default for name, p in inspect.signature(drift).parameters.items()}
     t = Thresholds()

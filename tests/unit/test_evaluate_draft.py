@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from pipelines.evaluate.draft import draft_questions, parse_questions
-from pipelines.ingest.documents import Document
-from services.common.llm import ChatMessage
+from kit.core.ports import ChatMessage
+from kit.evaluate.draft import draft_questions, parse_questions
+from kit.rag.documents import Document
 
 
 def test_the_json_list_is_found_inside_prose_and_code_fences() -> None:

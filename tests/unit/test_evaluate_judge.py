@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.evaluate.judge import load_judge_prompt, parse_judgement
-from services.common.embedders import gateway_model
-from services.common.errors import ConfigError
+from kit.core.errors import ConfigError
+from kit.evaluate.judge import load_judge_prompt, parse_judgement
+from kit.llm.embedders import gateway_model
 
 
 def test_a_judgement_is_read_from_prose_or_fences() -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pipelines.evaluate.metrics import (
+from kit.evaluate.metrics import (
     distinct_documents,
     hit_at_k,
     mean,

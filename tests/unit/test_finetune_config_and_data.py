@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.finetune.config import CONFIGS, DataSpec, load_config
-from pipelines.finetune.data import load_splits, read_csv
-from services.common.errors import ConfigError
+from kit.core.errors import ConfigError
+from kit.finetune.config import CONFIGS, DataSpec, load_config
+from kit.finetune.data import load_splits, read_csv
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)

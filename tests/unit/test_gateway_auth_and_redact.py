@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import ConfigError
-from services.gateway.auth import KeyStore, add_key, load_keys
-from services.gateway.redact import redact
+from kit.core.errors import ConfigError
+from kit.gateway.auth import KeyStore, add_key, load_keys
+from kit.gateway.redact import redact
 
 # --- API keys -------------------------------------------------------------------------------------
 

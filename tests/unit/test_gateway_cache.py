@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.gateway.cache import MemoryCache, SingleFlight, cache_key, is_cacheable
+from kit.gateway.cache import MemoryCache, SingleFlight, cache_key, is_cacheable
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 

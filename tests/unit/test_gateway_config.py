@@ -10,9 +10,9 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from services.common.errors import ConfigError
-from services.gateway.config import GatewayModels, load_models
-from services.gateway.settings import PACKAGE_DIR
+from kit.core.errors import ConfigError
+from kit.gateway.config import GatewayModels, load_models
+from kit.gateway.settings import PACKAGE_DIR
 
 SHIPPED = PACKAGE_DIR / "models.yaml"
 

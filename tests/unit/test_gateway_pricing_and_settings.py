@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from services.common.errors import ConfigError
-from services.common.settings import load_settings
-from services.gateway.config import Deployment, Price, ResolvedDeployment
-from services.gateway.pricing import Pricing
-from services.gateway.settings import GatewaySettings
+from kit.core.errors import ConfigError
+from kit.core.settings import load_settings
+from kit.gateway.config import Deployment, Price, ResolvedDeployment
+from kit.gateway.pricing import Pricing
+from kit.gateway.settings import GatewaySettings
 
 
 def deployment(provider: str, model: str, price: Price | None = None) -> ResolvedDeployment:

@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 
-from services.gateway.config import GatewayModels, ModelsFile, resolve
-from services.gateway.errors import AllDeploymentsFailed, UnknownModel, UpstreamBadRequest
-from services.gateway.providers.base import (
+from kit.gateway.config import GatewayModels, ModelsFile, resolve
+from kit.gateway.errors import AllDeploymentsFailed, UnknownModel, UpstreamBadRequest
+from kit.gateway.providers.base import (
     ChatAnswer,
     ChatCall,
     EmbedAnswer,
     Provider,
     ProviderError,
 )
-from services.gateway.router import Router
+from kit.gateway.router import Router
 
 ALIAS = "m"
 CALL = ChatCall(messages=[{"role": "user", "content": "hi"}])

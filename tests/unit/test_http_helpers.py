@@ -9,10 +9,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from services.common.logging import configure_logging, get_logger
-from services.common.metrics import HttpMetrics, HttpMetricsMiddleware, add_metrics_route
-from services.common.request_id import RequestIdMiddleware
-from services.common.settings import KitSettings
+from kit.core.logging import configure_logging, get_logger
+from kit.core.settings import KitSettings
+from kit.web.metrics import HttpMetrics, HttpMetricsMiddleware, add_metrics_route
+from kit.web.request_id import RequestIdMiddleware
 
 
 def make_app() -> tuple[FastAPI, CollectorRegistry]:

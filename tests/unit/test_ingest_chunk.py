@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from pipelines.ingest.chunk import ChunkingConfig, chunk_document, count_tokens
-from pipelines.ingest.documents import Document
+from kit.rag.chunk import ChunkingConfig, chunk_document, count_tokens
+from kit.rag.documents import Document
 
 PAGE = """# Path Parameters
 

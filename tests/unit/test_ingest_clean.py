@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ingest.clean import clean_html, clean_markdown, clean_text, title_from_markdown
+from kit.rag.clean import clean_html, clean_markdown, clean_text, title_from_markdown
 
 CORPUS = Path(__file__).resolve().parents[2] / "data" / "fastapi-docs" / "docs"
 CORPUS_PAGES = sorted(CORPUS.rglob("*.md"))

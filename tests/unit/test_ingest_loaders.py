@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from fpdf import FPDF
 
-from pipelines.ingest.documents import Document, Skipped
-from pipelines.ingest.loaders import JsonlFields, load_file
-from pipelines.ingest.paths import DocsRoot, discover
+from kit.rag.documents import Document, Skipped
+from kit.rag.loaders import JsonlFields, load_file
+from kit.rag.paths import DocsRoot, discover
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 CORPUS = DATA / "fastapi-docs" / "docs"

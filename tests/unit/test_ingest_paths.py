@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ingest.documents import Skipped
-from pipelines.ingest.paths import OUTSIDE_ROOT, DocsRoot, OutsideDocsRootError, discover, inside
+from kit.rag.documents import Skipped
+from kit.rag.paths import OUTSIDE_ROOT, DocsRoot, OutsideDocsRootError, discover, inside
 
 
 def write(path: Path, content: str = "x") -> Path:

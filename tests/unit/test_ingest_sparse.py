@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.ingest import sparse
+from kit.rag import sparse
 
 
 def test_terms_are_stemmed_lower_case_and_free_of_stop_words() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import ConfigError
-from services.common.keys import KeyStore, StoredKey, add_key, load_keys, revoke_key
+from kit.core.errors import ConfigError
+from kit.core.keys import KeyStore, StoredKey, add_key, load_keys, revoke_key
 
 
 class Clock:

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from services.common.logging import bind_context, clear_context, configure_logging, get_logger
-from services.common.settings import KitSettings
+from kit.core.logging import bind_context, clear_context, configure_logging, get_logger
+from kit.core.settings import KitSettings
 
 
 def _json_lines(text: str) -> list[dict[str, object]]:

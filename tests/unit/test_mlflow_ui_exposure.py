@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.finetune import check_auth_config, is_loopback
-from services.common.errors import ConfigError
+from kit.cli.finetune import check_auth_config, is_loopback
+from kit.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.finetune.manifest import (
+from kit.finetune.manifest import (
     MANIFEST_FILE,
     UntrustedModelError,
     sha256_file,
     verify_folder,
     write_manifest,
 )
-from pipelines.finetune.trusted import CODE_LOADER, MODEL_CODE, check_packaging
+from kit.finetune.trusted import CODE_LOADER, MODEL_CODE, check_packaging
 
 LABELS = ["card_arrival", "top_up_failed"]
 

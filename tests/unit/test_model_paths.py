@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.errors import ModelUnavailableError
-from services.common.local_models import MINILM, SMOLLM2, ShippedModel
+from kit.core.errors import ModelUnavailableError
+from kit.llm.local_models import MINILM, SMOLLM2, ShippedModel
 
 
 def test_the_shipped_weights_are_installed() -> None:

@@ -12,11 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.common.notebook import REPOSITORY_ROOT
+from kit.notebook import REPOSITORY_ROOT
 
 PROBE = """
 import json, os, shutil
-from services.common.notebook import start_notebook
+from kit.notebook import start_notebook
 first = start_notebook("07")
 second = start_notebook("07")  # a re-run of the first cell changes nothing further
 print(json.dumps({

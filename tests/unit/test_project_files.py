@@ -56,8 +56,17 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (REPO / ".ci/run").read_text()
 
     assert "make demo" in readme and "make test" in readme
-    commands = [line.strip() for line in ci.splitlines() if line.strip().startswith("make ")]
-    assert commands == ["make lint", "make test"]
+    commands = [line.split("#")[0].strip() for line in ci.splitlines() if line.startswith("make ")]
+    assert commands == ["make lint", "make test", "make test-all"]
+
+
+def test_ci_refuses_a_stage_it_does_not_know_before_installing_anything() -> None:
+    result = subprocess.run(
+        ["bash", str(REPO / ".ci/run"), "everything"], capture_output=True, text=True
+    )
+
+    assert result.returncode == 2
+    assert "usage: bash .ci/run [all|fast]" in result.stderr
 
 
 def test_every_direct_dependency_is_pinned_in_the_constraints() -> None:
@@ -107,7 +116,8 @@ def test_github_ci_runs_the_same_commands_and_audits_the_pins() -> None:
     runs = {
         name: [step["run"] for step in job["steps"] if "run" in step] for name, job in jobs.items()
     }
-    assert runs["test"] == ["bash .ci/run"] and runs["audit"] == ["make audit"]
+    assert runs["test"] == ["bash .ci/run fast"] and runs["test-all"] == ["bash .ci/run"]
+    assert runs["audit"] == ["make audit"]
     assert runs["scan-kit-images"][0] == "make images IMAGE_TAG=scan"  # as a developer builds
     dry_run = subprocess.run(
         ["make", "--no-print-directory", "-n", "audit", "AUDIT_IGNORE=GHSA-xxxx-yyyy-zzzz"],
@@ -197,3 +207,61 @@ def test_security_md_cites_files_that_exist_and_every_attack_test() -> None:
     assert attacks - cited == set(), "cite each attack test in SECURITY.md"
     every_row_has_a_test = all("tests/" in row.split("|")[4] for row in rows)
     assert every_row_has_a_test, "each default names the test that proves it"
+
+
+def test_the_readme_extras_table_matches_pyproject() -> None:
+    """Every extra pyproject.toml defines has a row, and each row's "`a` + `b`" names exactly the
+    extras it pulls in, so the table cannot drift from what `pip install ".[x]"` installs."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| extra | what it adds |") :].split("\n\n", 1)[0]
+    rows = {
+        match.group(1): match.group(2)
+        for match in re.finditer(r"^\| `([a-z]+)` \| (.*) \|$", table, re.M)
+    }
+
+    assert set(rows) == set(extras)
+    for name, text in rows.items():
+        pulled = {
+            part.strip()
+            for requirement in extras[name]
+            if requirement.startswith("ai-engineering-kit[")
+            for part in requirement.split("[", 1)[1].rstrip("]").split(",")
+        }
+        # The row's leading "`a` + `b` + ..." run: the extras it includes.
+        leading = re.match(r"((?:`[a-z]+` \+ )*`[a-z]+`)(?= \+|$)", text)
+        said = set(re.findall(r"`([a-z]+)`", leading.group(1))) if leading else set()
+        assert said == pulled, (name, said, pulled)
+
+
+def test_the_readme_layout_matches_the_tree() -> None:
+    """Each entry of the README's layout block exists, and every part of the package and every
+    top-level folder is listed: the map a newcomer reads first cannot go stale."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Layout") :]
+    block = section[section.index("```\n") + 4 : section.index("\n```", section.index("```\n") + 4)]
+    listed_kit, listed_top, parent = set(), set(), None
+    for line in block.splitlines():
+        name = line.split()[0] if line.strip() and not line.startswith(" " * 19) else None
+        if name is None:
+            continue
+        if not line.startswith(" "):
+            parent = name
+            listed_top.add(name.rstrip("/"))
+        elif parent == "src/kit/":
+            listed_kit.add(name.rstrip("/").removesuffix(".py"))
+
+    package = REPO / "src" / "kit"
+    parts = {p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    parts |= {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    assert listed_kit == parts
+    assert all((REPO / name).exists() for name in listed_top), listed_top
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    folders = {path.split("/")[0] for path in tracked if "/" in path and not path.startswith(".")}
+    assert folders <= {name.split("/")[0] for name in listed_top}

@@ -1,6 +1,6 @@
 """The prompting patterns without a model: templates, few-shot selection, answer and JSON
 parsing, the retry loop, the ReAct loop and its calculator, and variant scoring, all driven by
-the scripted model (pipelines/prompting/scripted.py). Real models: tests/integration."""
+the scripted model (src/kit/llm/scripted.py). Real models: tests/integration."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from pipelines.prompting.chat import bind, cloud_alias
-from pipelines.prompting.compare import Case, Variant, cases_id, compare_variants, results_table
-from pipelines.prompting.cot import NoFinalAnswer, final_answer, split_reasoning
-from pipelines.prompting.fewshot import Example, FixedExamples, NearestExamples, few_shot
-from pipelines.prompting.intents import (
+from kit.core.errors import ConfigError
+from kit.core.ports import ChatMessage, ChatResult, Usage
+from kit.llm.scripted import ScriptedModel, ScriptExhausted
+from kit.prompting.chat import bind, cloud_alias
+from kit.prompting.compare import Case, Variant, cases_id, compare_variants, results_table
+from kit.prompting.cot import NoFinalAnswer, final_answer, split_reasoning
+from kit.prompting.fewshot import Example, FixedExamples, NearestExamples, few_shot
+from kit.prompting.intents import (
     LABELS,
     intent_cases,
     intent_examples,
@@ -24,9 +27,8 @@ from pipelines.prompting.intents import (
     label_reader,
     match_label,
 )
-from pipelines.prompting.react import StepFormatError, parse_step, run_react
-from pipelines.prompting.scripted import ScriptedModel, ScriptExhausted
-from pipelines.prompting.structured import (
+from kit.prompting.react import StepFormatError, parse_step, run_react
+from kit.prompting.structured import (
     InvalidOutput,
     StructuredOutputError,
     ask_json,
@@ -35,14 +37,12 @@ from pipelines.prompting.structured import (
     extract_json,
     parse_json,
 )
-from pipelines.prompting.templates import (
+from kit.prompting.templates import (
     TemplateError,
     available_templates,
     load_template,
 )
-from pipelines.prompting.tools import Tool, UnsafeExpression, calculate, calculator
-from services.common.errors import ConfigError
-from services.common.llm import ChatMessage, ChatResult, Usage
+from kit.prompting.tools import Tool, UnsafeExpression, calculate, calculator
 
 PAYMENT = load_template("extract-payment").output_schema or {}
 VALID_PAYMENT = '{"amount": 20, "currency": "EUR", "recipient": "Anna"}'
@@ -87,7 +87,7 @@ def test_every_shipped_template_loads_and_a_name_picks_the_highest_version(
         template = load_template(template_id)
         if template.output_schema is not None:
             check_schema(template.output_schema)  # raises on a broken schema
-    text = (Path(__file__).parents[2] / "pipelines/prompting/prompts/react-v1.yaml").read_text()
+    text = (Path(__file__).parents[2] / "src/kit/prompting/prompts/react-v1.yaml").read_text()
     (tmp_path / "react-v1.yaml").write_text(text)
     (tmp_path / "react-v2.yaml").write_text(text.replace("version: 1", "version: 2"))
     (tmp_path / "react-v10.yaml").write_text(text.replace("version: 1", "version: 10"))

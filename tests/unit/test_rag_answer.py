@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.retrieval import Hit
-from services.rag.answer import REFUSAL, check, load_prompt
+from kit.rag.answer import REFUSAL, check, load_prompt
+from kit.rag.retrieval import Hit
 
 
 def hit(n: int, text: str) -> Hit:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from pipelines.ingest.index import StoreUnavailableError
-from services.rag.errors import IngestBusyError
-from services.rag.jobs import IngestJob, IngestJobs
+from kit.rag.store import StoreUnavailableError
+from kit.rag_service.errors import IngestBusyError
+from kit.rag_service.jobs import IngestJob, IngestJobs
 
 
 class Work:

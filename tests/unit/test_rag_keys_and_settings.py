@@ -9,12 +9,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from services.cli.app import app
-from services.common.errors import ConfigError
-from services.common.keys import hash_key
-from services.common.settings import load_settings
-from services.rag.auth import KEY_PREFIX, load_keys
-from services.rag.settings import RagSettings
+from kit.cli.app import app
+from kit.core.errors import ConfigError
+from kit.core.keys import hash_key
+from kit.core.settings import load_settings
+from kit.rag_service.auth import KEY_PREFIX, load_keys
+from kit.rag_service.settings import RagSettings
 
 runner = CliRunner()
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import ConfigError
-from services.common.logging import configure_logging, get_logger
-from services.common.settings import KitSettings, load_settings
+from kit.core.errors import ConfigError
+from kit.core.logging import configure_logging, get_logger
+from kit.core.settings import KitSettings, load_settings
 
 PASSWORD = "s3cret-redis-password-7f2c"
 URL = f"redis://kit:{PASSWORD}@redis:6379/0"

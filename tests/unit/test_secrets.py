@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from services.common.errors import ConfigError
-from services.common.logging import configure_logging, get_logger
-from services.common.secrets import SecretScrubber, read_secret, secret_values
-from services.common.settings import load_settings
-from services.gateway.config import ModelsFile, resolve
-from services.gateway.settings import GatewaySettings
+from kit.core.errors import ConfigError
+from kit.core.logging import configure_logging, get_logger
+from kit.core.secrets import SecretScrubber, read_secret, secret_values
+from kit.core.settings import load_settings
+from kit.gateway.config import ModelsFile, resolve
+from kit.gateway.settings import GatewaySettings
 
 KEY = "sk-unit-0123456789abcdef"
 

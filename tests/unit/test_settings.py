@@ -11,9 +11,9 @@ import pytest
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-import services
-from services.common.errors import ConfigError
-from services.common.settings import Environment, KitSettings, env_names, load_settings
+import kit
+from kit.core.errors import ConfigError
+from kit.core.settings import Environment, KitSettings, env_names, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -151,17 +151,14 @@ def test_loading_settings_creates_no_directories(tmp_path: Path) -> None:
 
 
 def _all_settings_classes() -> set[type[KitSettings]]:
-    """KitSettings and every subclass defined in the services' and pipelines' settings modules."""
-    import pipelines
-
-    for package in (services, pipelines):
-        for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
-            if module.name.endswith(".settings"):
-                importlib.import_module(module.name)
+    """KitSettings and every subclass defined in a settings module of the `kit` package."""
+    for module in pkgutil.walk_packages(kit.__path__, "kit."):
+        if module.name.endswith(".settings"):
+            importlib.import_module(module.name)
     found, pending = set(), [KitSettings]
     while pending:
         cls = pending.pop()
-        if cls.__module__.startswith(("services.", "pipelines.")):
+        if cls.__module__.startswith("kit."):
             found.add(cls)
         pending.extend(cls.__subclasses__())
     return found

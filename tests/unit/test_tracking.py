@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines import tracking
-from services.common.settings import KitSettings
+from kit.core import tracking
+from kit.core.settings import KitSettings
 
 
 def test_starting_tracking_leaves_no_mlflow_variable_behind(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def test_readyz_does_not_reveal_why_or_where_redis_failed(tmp_path: Path) -> Non
             ready = httpx.get(f"{gateway.url}/readyz", timeout=5)
             log = gateway.log.read_text()
 
-    assert ready.status_code == 200  # degraded still serves (see services/gateway/routes/health.py)
+    assert ready.status_code == 200  # degraded still serves (see src/kit/gateway/routes/health.py)
     assert ready.json()["checks"]["redis"] == "degraded"
     assert str(redis_port) not in ready.text and "Error" not in ready.text
     assert str(redis_port) in log  # the operator reads why in the log

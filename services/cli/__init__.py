@@ -1,1 +1,0 @@
-"""The `kit` command-line interface; `services.cli.app` is the root."""

@@ -1,1 +1,0 @@
-"""HTTP routes: thin translations between HTTP and `services.gateway.service.Gateway`."""

@@ -1,0 +1,1 @@
+"""The `kit` command-line interface; `kit.cli.app` is the root."""
