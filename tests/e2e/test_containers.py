@@ -259,6 +259,10 @@ def test_rag_container_cites_documents_the_pipelines_image_ingested(
                 "GATEWAY_URL": gateway_url,
                 "GATEWAY_API_KEY": key,
                 "RAG_KEYS_FILE": "/run/secrets/rag-keys.yaml",
+                # A short answer from a short prompt (k=3 below): this test is about the images
+                # working together. At 256 tokens from 5 passages, SmolLM2 on two cores shared
+                # with the other test worker passed the gateway's 120 s model timeout.
+                "RAG_MAX_TOKENS": "96",
             },
             state | {str(secrets): {"bind": "/run/secrets", "mode": "ro"}},
         )
@@ -270,7 +274,7 @@ def test_rag_container_cites_documents_the_pipelines_image_ingested(
             answer = httpx.post(
                 f"{url}/ask",
                 headers={"Authorization": f"Bearer {rag_key}"},
-                json={"question": "How do I declare a path parameter?"},
+                json={"question": "How do I declare a path parameter?", "k": 3},
                 timeout=300,  # generous: a shared CI machine may be running other jobs
             )
             assert answer.status_code == 200, answer.text

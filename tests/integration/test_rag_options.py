@@ -158,6 +158,7 @@ def test_the_answer_reports_rerank_time_when_a_reranker_is_set(
     settings = RagSettings(
         _env_file=None,  # type: ignore[call-arg]
         environment="test",
+        data_dir=tmp_path / "state",  # the question log goes here, not to the user's folder
         model="chain",
         rerank_model=str(cross_encoder),
         rerank_depth=4,
