@@ -18,7 +18,9 @@
 # 2. read the **alert rules** and run their unit tests with `promtool`;
 # 3. list the **Grafana dashboards'** panels and the PromQL behind each;
 # 4. write a query log with off-topic traffic and run the **drift** job: scores, Prometheus
-#    gauges and an HTML report.
+#    gauges and an HTML report;
+# 5. follow **one request through its trace**: the RAG service's steps and the gateway's, with
+#    their models, tokens, chunk ids and scores, then score traced answers with MLflow.
 #
 # | what | where |
 # |---|---|
@@ -26,6 +28,8 @@
 # | scrape config, alert rules, their tests | `deploy/prometheus/` |
 # | dashboards | `deploy/grafana/dashboards/` |
 # | drift: query log, scores, export, report | `src/kit/drift/`, `kit drift` |
+# | traces: set-up, exporters, GenAI attributes | `src/kit/core/tracing.py`, `src/kit/web/tracing.py` |
+# | scoring traced answers | `src/kit/evaluate/traces.py`, `kit eval answers --from-traces` |
 # | images, compose, Kubernetes | `deploy/docker/`, `docker-compose.yml`, `deploy/k8s/` (see `deploy/README.md`) |
 #
 # Here the two services run inside this notebook's process, each on its own 127.0.0.1 port; in
@@ -43,6 +47,9 @@ from kit.notebook import start_notebook
 from kit.core.settings import KitSettings, load_settings
 
 DATA_DIR = start_notebook("05").data_dir
+# Traces go to this notebook's MLflow store (the default with no collector), with the prompts and
+# answers recorded: content capture is off unless asked for, as it is here (section 5).
+os.environ |= {"KIT_TRACE_EXPORTER": "mlflow", "KIT_TRACE_CONTENT": "true"}
 print("state:", DATA_DIR)
 
 # %% [markdown]
@@ -224,6 +231,106 @@ for check in summary["checks"]:
     )
 
 # %% [markdown]
+# ## 5. One request, followed through its trace
+#
+# Metrics count; a trace tells one story. Every request in section 1 made OpenTelemetry spans: the
+# RAG service's (`rag ask`, the retrieval and its embedding, the model call), then, because the
+# gateway client's HTTP call carried a W3C `traceparent` header, the gateway's (its server span,
+# the alias with its deployment and cost, one span per try). With no collector configured they
+# went to MLflow, experiment `kit-traces`. `flush` exports what is still queued.
+
+# %%
+from collections import defaultdict
+
+from mlflow import MlflowClient
+
+from kit.core.tracing import flush
+from kit.core.tracking import tracking_uri
+
+flush()
+store = MlflowClient(tracking_uri(load_settings(KitSettings)))
+experiment = store.get_experiment_by_name("kit-traces")
+traces = store.search_traces(locations=[experiment.experiment_id], max_results=200)
+
+
+def asked(trace, question):
+    """Whether `trace` is the /ask of `question` (recorded: content capture is on here)."""
+    return any(
+        s.name == "rag ask" and s.get_attribute("kit.rag.question") == question
+        for s in trace.data.spans
+    )
+
+
+trace = next(t for t in traces if asked(t, on_topic[0]))
+print(f"{trace.info.trace_id}: {len(trace.data.spans)} spans, {trace.info.execution_duration} ms")
+
+# %% [markdown]
+# The tree, with what each step recorded. `gen_ai.*` names come from OpenTelemetry's GenAI
+# semantic conventions (MLflow shows a `chat` span as a model call with its tokens); `kit.*` are
+# the kit's own: retrieval mode and chunk ids, the deployment that answered, fallbacks, cost.
+
+# %%
+SHOWN = (
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.prompt.name",
+    "kit.retrieval.mode",
+    "kit.retrieval.chunk_ids",
+    "kit.gateway.deployment",
+    "kit.gateway.fallbacks",
+    "kit.gateway.cost_usd",
+    "kit.rag.citations",
+)
+children = defaultdict(list)
+for span in trace.data.spans:
+    children[span.parent_id].append(span)
+
+
+def show(span, depth=0):
+    milliseconds = (span.end_time_ns - span.start_time_ns) / 1e6
+    recorded = {
+        name.split(".", 1)[1]: span.get_attribute(name)
+        for name in SHOWN
+        if span.get_attribute(name) is not None
+    }
+    print(f"{'  ' * depth}{span.name:<{40 - 2 * depth}} {milliseconds:8.1f} ms  {recorded}")
+    for child in sorted(children[span.span_id], key=lambda s: s.start_time_ns):
+        show(child, depth + 1)
+
+
+for root in children[None]:
+    show(root)
+
+# %% [markdown]
+# With content capture on, the model call holds the prompt and the answer (scrubbed of secrets,
+# e-mail addresses, phone and card numbers, like a log line). Off, the default, it holds none:
+# only sizes, ids, scores, models and tokens.
+
+# %%
+ask = next(span for span in trace.data.spans if span.name == "rag ask")
+chat = next(span for span in children[ask.span_id] if span.name.startswith("chat "))  # RAG's call
+prompt = chat.get_attribute("gen_ai.input.messages")  # MLflow gives back the JSON it stored
+answer = chat.get_attribute("gen_ai.output.messages")[0]["parts"][0]["content"]
+print("prompt:", [message["role"] for message in prompt])
+print("answer:", answer[:200])
+
+# %% [markdown]
+# Traced answers can be scored after the fact, without asking again: `kit eval answers
+# --from-traces` hands them to MLflow's evaluator (`mlflow.genai.evaluate`) with the kit's scorers
+# (refused, citations valid, support; faithfulness too with `--judge ALIAS`, a capable model).
+# The scored traces and their assessments appear in the run's Traces tab (experiment `rag-answers`).
+
+# %%
+# !kit eval answers --from-traces --limit 10
+
+# %% [markdown]
+# `kit mlflow ui` shows all of this: experiment `kit-traces`, tab *Traces*, a click on a trace for
+# its tree. In production, point `OTEL_EXPORTER_OTLP_ENDPOINT` at a collector (Jaeger, Tempo, an
+# MLflow server's `/v1/traces`), and sample with `OTEL_TRACES_SAMPLER_ARG`.
+
+# %% [markdown]
 # ## What you saw
 #
 # - Each service exports request counts and latency histograms, and its own domain metrics
@@ -231,6 +338,9 @@ for check in summary["checks"]:
 # - Alert rules and dashboards are files in the repository, tested like code (`promtool`).
 # - Off-topic traffic showed up three ways: as refusals on `/metrics`, as drift scores over their
 #   thresholds, and as a report that names the questions far from the documents.
+# - One question was one trace across both services: each step, the chunks retrieved with their
+#   scores, the deployment that answered and its tokens and cost; and traced answers were scored
+#   later with MLflow's evaluator.
 #
 # To run the real stack: `make up` (containers: the services, Qdrant, Redis, MLflow, Prometheus,
 # Pushgateway, Grafana), or `kit serve gateway`, `kit serve rag` and `prometheus
@@ -252,4 +362,6 @@ for check in summary["checks"]:
 #    `rag_stage_duration_seconds` by stage, and check its PromQL with the test
 #    `tests/integration/test_grafana_dashboards.py`.
 # 6. **The whole loop.** With Docker, `make up`, send traffic, and find the same numbers in Grafana
-#    (http://127.0.0.1:3000) and the alert states in Prometheus (http://127.0.0.1:9090/alerts).
+#    (http://127.0.0.1:3000), the alert states in Prometheus (http://127.0.0.1:9090/alerts), and
+#    the gateway's half of a question's trace in MLflow (http://127.0.0.1:5000, `kit-traces`).
+#    Why is the RAG service's half missing there (`deploy/README.md`), and how would you keep it?

@@ -14,11 +14,9 @@ from pathlib import Path
 import pytest
 
 from kit.core.settings import KitSettings, env_names
+from tests.support.servers import KIT_VARIABLE_PREFIXES, subprocess_env
 
 TIERS = ("unit", "integration", "e2e")
-# Prefixes of the variables the kit reads; cleared for every test so results do not depend on
-# the shell they are run from.
-_KIT_VARIABLE_PREFIXES = ("KIT_", "GATEWAY_", "RAG_", "QDRANT_", "REDIS_", "MLFLOW_TRACKING")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,10 +35,13 @@ TEST_CLIENT_HOSTS = "testserver,localhost,127.0.0.1"
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith(_KIT_VARIABLE_PREFIXES) or name in env_names(KitSettings).values():
+        if name.startswith(KIT_VARIABLE_PREFIXES) or name in env_names(KitSettings).values():
             monkeypatch.delenv(name)
     for service in ("GATEWAY", "RAG"):
         monkeypatch.setenv(f"{service}_TRUSTED_HOSTS", TEST_CLIENT_HOSTS)
+    # Spans are made (ids on log lines) but stored nowhere, unless a test of tracing asks: a
+    # test process makes many apps, and each would otherwise add its own MLflow store.
+    monkeypatch.setenv("KIT_TRACE_EXPORTER", "none")
 
 
 @pytest.fixture
@@ -63,10 +64,4 @@ def shared_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def kit_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Environment for running `kit` in a subprocess, with state in a temporary folder."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_KIT_VARIABLE_PREFIXES)}
-    env |= {
-        "KIT_ENV": "test",
-        "KIT_DATA_DIR": str(tmp_path / "data"),
-        "KIT_CACHE_DIR": str(tmp_path / "cache"),
-    }
-    yield env
+    yield subprocess_env(tmp_path)

@@ -6,7 +6,9 @@ On 127.0.0.1, against the fake OpenAI upstream answering after a fixed latency, 
 1. added latency: p50/p99 at one connection, minus the upstream's own (a direct call);
 2. throughput: requests per second at 32 connections, with errors counted;
 3. cache hits: the gateway answering a repeated deterministic request from its cache;
-4. the local model: load time, time to first token and tokens per second, per engine.
+4. tracing: the gateway as shipped (every request traced into MLflow) against the same gateway
+   with OTEL_SDK_DISABLED=true;
+5. the local model: load time, time to first token and tokens per second, per engine.
 
 All three servers run one worker process; they are measured one after another in the same run,
 so the ratios compare like with like on a shared machine. Prints figures; asserts nothing.
@@ -230,6 +232,27 @@ def main() -> None:
                 ),
             )
         )
+        # The same gateway with tracing off (no SDK, no instrumentation): the anchor for what
+        # tracing costs. The row above traces every request (sampling 1.0) into MLflow.
+        untraced_port = free_port()
+        targets.append(
+            (
+                "gateway-untraced",
+                f"http://127.0.0.1:{untraced_port}/v1/chat/completions",
+                key,
+                (
+                    [
+                        str(Path(sys.executable).with_name("kit")),
+                        "serve",
+                        "gateway",
+                        "--port",
+                        str(untraced_port),
+                    ],
+                    f"http://127.0.0.1:{untraced_port}/readyz",
+                    env | {"OTEL_SDK_DISABLED": "true"},
+                ),
+            )
+        )
         if proxy_bin.exists():
             config = {
                 "model_list": [
@@ -309,6 +332,17 @@ def main() -> None:
     print(
         f"\ngateway cache hit: p50 {cached.p50_ms:.2f} ms end to end at 1 connection; "
         f"server-side (Server-Timing) p50 {hit_p50:.3f} ms, p99 {hit_p99:.3f} ms (target <= 1 ms)"
+    )
+    untraced = results["gateway-untraced"]["latency"]
+    traced = gateway["latency"]
+    print(
+        "\ntracing, every request sampled and stored in MLflow, against the same gateway "
+        "without it (same run):\n"
+        f"  p50 end to end     {traced.p50_ms / untraced.p50_ms:5.2f}  (target <= 1.10)\n"
+        f"  added p50          {traced.p50_ms - direct.p50_ms:5.2f} ms traced, "
+        f"{untraced.p50_ms - direct.p50_ms:.2f} ms untraced\n"
+        f"  requests/s @{args.connections}    "
+        f"{gateway['load'].rps / results['gateway-untraced']['load'].rps:5.2f}"
     )
     if "litellm-proxy" in results:
         proxy = results["litellm-proxy"]

@@ -217,6 +217,23 @@ def mlflow_server(port: int, backend_uri: str, *options: str) -> tuple[list[str]
     return command, env
 
 
+# Prefixes of the variables the kit reads; cleared for every test (tests/conftest.py) so results
+# do not depend on the shell they are run from.
+KIT_VARIABLE_PREFIXES = ("KIT_", "GATEWAY_", "RAG_", "QDRANT_", "REDIS_", "MLFLOW_TRACKING")
+
+
+def subprocess_env(folder: Path) -> dict[str, str]:
+    """Environment for running `kit` in a subprocess: none of the shell's kit variables, state
+    in `folder`, and spans stored nowhere unless a test of tracing says otherwise."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(KIT_VARIABLE_PREFIXES)}
+    return env | {
+        "KIT_ENV": "test",
+        "KIT_DATA_DIR": str(folder / "data"),
+        "KIT_CACHE_DIR": str(folder / "cache"),
+        "KIT_TRACE_EXPORTER": "none",
+    }
+
+
 def create_gateway_key(kit: str, env: dict[str, str], cwd: Path, *options: str) -> str:
     """`kit gateway keys create --id ... [options]` as an operator runs it; returns the key."""
     return _create_key(kit, "gateway", env, cwd, *options)

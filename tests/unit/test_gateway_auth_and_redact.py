@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from kit.core.errors import ConfigError
+from kit.core.redact import redact
 from kit.gateway.auth import KeyStore, add_key, load_keys
-from kit.gateway.redact import redact
 
 # --- API keys -------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from kit.cli import ask, drift, evaluate, finetune, gateway, ingest, models, rag, serve
+from kit.cli import ask, drift, evaluate, finetune, gateway, ingest, models, prompts, rag, serve
 from kit.cli.doctor import Status, as_json, run_checks
 from kit.cli.state import CliState, console, state
 from kit.core.errors import ConfigError
@@ -39,6 +39,7 @@ app.command("ask")(ask.ask)
 app.command("finetune")(finetune.finetune)
 app.command("predict")(finetune.predict)
 app.add_typer(finetune.mlflow_app, name="mlflow")
+app.add_typer(prompts.app, name="prompts")
 app.command("drift")(drift.drift)
 
 

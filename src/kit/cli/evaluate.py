@@ -13,9 +13,10 @@ from typing import Annotated, cast
 import typer
 from rich.table import Table
 
-from kit.cli.state import console, err_console, exits_on_kit_error, state
+from kit.cli.state import console, err_console, exits_on_kit_error, state, traced
 from kit.core.errors import ConfigError
 from kit.core.ports import ChatMessage
+from kit.core.settings import KitSettings
 
 app = typer.Typer(
     help="Evaluate the kit's pipelines; every evaluation is an MLflow run.", no_args_is_help=True
@@ -65,13 +66,15 @@ def rag(
     table = Table(box=None, pad_edge=False)
     for column in ("mode", f"hit@{k}", f"recall@{k}", "MRR", f"nDCG@{k}", "p50 ms", "run"):
         table.add_column(column)
-    with ChunkStore.open(settings, collection) as store:
+    with traced(settings, "eval rag"), ChunkStore.open(settings, collection) as store:
         if not store.count():
             raise ConfigError(f"Collection {store.collection!r} is empty; run `kit ingest` first.")
         with open_embedder(settings) as embedder:
             store.check_collection(embedder.name)
             reranker = load_reranker(rerank_model)
-            retriever = Retriever(store, embedder.embed, reranker=reranker)
+            retriever = Retriever(
+                store, embedder.embed, reranker=reranker, embed_model=embedder.name
+            )
             for name in modes:
                 result = evaluate_retrieval(retriever, question_set, k=k, mode=cast(Mode, name))
                 run_id = log_to_mlflow(
@@ -114,9 +117,18 @@ def answers(
         str | None,
         typer.Option(help="A capable gateway alias that judges faithfulness (e.g. gpt-4o-mini)."),
     ] = None,
+    from_traces: Annotated[
+        bool,
+        typer.Option(
+            "--from-traces",
+            help="Score the latest LIMIT answers the RAG service gave, from their traces "
+            "(KIT_TRACE_EXPERIMENT), instead of asking the question set.",
+        ),
+    ] = False,
 ) -> None:
     """Ask the RAG service every unanswerable question and the first LIMIT answerable ones;
-    report citation validity, support, refusal rates and latency as an MLflow run."""
+    report citation validity, support, refusal rates and latency as an MLflow run. With
+    --from-traces, score answers already given instead (kit.evaluate.traces)."""
     import asyncio
 
     from kit.core import tracking
@@ -124,9 +136,19 @@ def answers(
     from kit.evaluate.answers import AnswerEval, evaluate_answers
     from kit.evaluate.judge import Judge, load_judge_prompt
     from kit.evaluate.rag import load_questions
+    from kit.rag.answer import choose_prompt
     from kit.rag_service.settings import RagSettings
     from kit.runtime import rag_service
 
+    if judge in ("local", "smollm2-135m-instruct"):
+        err_console.print(
+            "[yellow]A 135M model is not a judge; its verdicts are noise. Use a cloud alias "
+            "(--judge gpt-4o-mini with OPENAI_API_KEY set).[/]"
+        )
+    if from_traces:
+        state(ctx).settings()  # configures logging
+        _score_traces(load_settings(RagSettings, **state(ctx).overrides), limit, judge)
+        return
     if not questions.exists():
         raise ConfigError(f"Question set {questions} not found; pass --questions PATH.")
     question_set = load_questions(questions)
@@ -135,12 +157,6 @@ def answers(
     ]
     settings = load_settings(RagSettings, **state(ctx).overrides)
     state(ctx).settings()  # configures logging
-
-    if judge in ("local", "smollm2-135m-instruct"):
-        err_console.print(
-            "[yellow]A 135M model is not a judge; its verdicts are noise. Use a cloud alias "
-            "(--judge gpt-4o-mini with OPENAI_API_KEY set).[/]"
-        )
 
     async def run() -> AnswerEval:
         async with rag_service(settings) as service:
@@ -154,13 +170,17 @@ def answers(
                 judging = Judge(chat, load_judge_prompt(), judge)
             return await evaluate_answers(service.ask, sample, judging)
 
-    result = asyncio.run(run())
+    chosen = choose_prompt(settings.prompt, settings)
+    with traced(settings):  # one trace per question, as the RAG service makes them
+        result = asyncio.run(run())
     mlflow = tracking.start(settings, "rag-answers")
     with mlflow.start_run(run_name=f"answers-{settings.model}-{settings.prompt}") as run_info:
         mlflow.log_params(
             {
                 "model": settings.model,
                 "prompt": settings.prompt,
+                "prompt_digest": chosen.template.digest,
+                "prompt_uri": chosen.uri or "file",
                 "k": settings.k,
                 "mode": settings.mode,
                 "min_relevance": settings.min_relevance,
@@ -169,6 +189,8 @@ def answers(
                 "judge_prompt": load_judge_prompt().name if judge else "none",
             }
         )
+        if chosen.uri is not None:  # the run's page links to the registered version
+            mlflow.MlflowClient().link_prompt_version_to_run(run_info.info.run_id, chosen.uri)
         mlflow.log_metrics(result.metrics)
         mlflow.log_table(
             data={k: [row[k] for row in result.rows] for k in result.rows[0]},
@@ -177,6 +199,55 @@ def answers(
     for name, value in result.metrics.items():
         console.print(f"{name:28} {value:8.3f}")
     console.print(f"[dim]MLflow run {run_info.info.run_id[:8]} (experiment rag-answers)[/]")
+
+
+def _score_traces(settings: KitSettings, limit: int, judge: str | None) -> None:
+    """`kit eval answers --from-traces`: MLflow's evaluator over recorded answers."""
+    import asyncio
+
+    from kit.core import tracking
+    from kit.evaluate.judge import Judge, load_judge_prompt
+    from kit.evaluate.traces import answer_scorers, search_answer_traces
+    from kit.runtime import connect_gateway
+
+    mlflow = tracking.start(settings, "rag-answers")
+    traces, others = search_answer_traces(mlflow, settings.trace_experiment, limit)
+    if traces is None or traces.empty:
+        raise ConfigError(
+            f"No traces of answered questions in experiment {settings.trace_experiment!r} at "
+            f"{tracking.tracking_uri(settings)}. Serve questions with tracing on "
+            "(KIT_TRACE_EXPORTER=auto or mlflow; KIT_TRACE_CONTENT=true for the judge), "
+            "then run this again."
+        )
+    with ExitStack() as stack:
+        judging = None
+        if judge is not None:
+            client = stack.enter_context(connect_gateway(settings))
+
+            async def chat(messages: list[ChatMessage]) -> str:
+                # The blocking call, in a thread: MLflow runs each scorer in its own event
+                # loop, and the async client's connections belong to the loop that made them.
+                result = await asyncio.to_thread(client.chat, messages, model=judge, max_tokens=800)
+                return result.text
+
+            judging = Judge(chat, load_judge_prompt(), judge)
+        with mlflow.start_run(run_name=f"traces-{len(traces)}") as run_info:
+            mlflow.log_params(
+                {
+                    "source": f"traces of {settings.trace_experiment}",
+                    "traces": len(traces),
+                    "judge": judge or "none",
+                    "judge_prompt": load_judge_prompt().name if judge else "none",
+                }
+            )
+            result = mlflow.genai.evaluate(data=traces, scorers=answer_scorers(judging))
+    console.print(f"scored {len(traces)} answers ({others} other traces passed over)")
+    for name, value in sorted(result.metrics.items()):
+        console.print(f"{name:28} {float(value):8.3f}")
+    console.print(
+        f"[dim]MLflow run {run_info.info.run_id[:8]} (experiment rag-answers): its Traces tab "
+        "shows each answer with its scores[/]"
+    )
 
 
 @app.command("draft-questions")

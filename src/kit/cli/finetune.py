@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from kit.cli.state import console, err_console, exits_on_kit_error, state
+from kit.cli.state import console, err_console, exits_on_kit_error, state, traced
 from kit.core.errors import ConfigError
 
 DEFAULT_CONFIG = Path("pipelines/finetune/configs/default.yaml")
@@ -40,9 +40,13 @@ def finetune(
 
     parsed = load_config(config)  # a bad config fails here, before anything loads
     settings = state(ctx).settings()
-    result = run_finetune(
-        parsed, settings, config_path=config, progress=lambda line: console.print(f"[dim]{line}[/]")
-    )
+    with traced(settings, "finetune", **{"kit.finetune.config": str(config)}):
+        result = run_finetune(
+            parsed,
+            settings,
+            config_path=config,
+            progress=lambda line: console.print(f"[dim]{line}[/]"),
+        )
     decision = result.decision
     console.print(
         f"test accuracy {result.test.accuracy:.4f}, macro-F1 {result.test.macro_f1:.4f} "

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kit.cli.state import console, exits_on_kit_error, state
+from kit.cli.state import console, exits_on_kit_error, state, traced
 from kit.core.errors import ConfigError
 
 
@@ -81,6 +81,7 @@ def ingest(
         TimeElapsedColumn(),
     )
     with (
+        traced(settings, "ingest"),
         open_embedder(settings) as embedder,
         ChunkStore.open(settings, collection) as store,
         Progress(*columns, console=console, transient=True) as progress,
@@ -147,7 +148,12 @@ def search(
             )
         with open_embedder(settings) as embedder:
             store.check_collection(embedder.name)
-            retriever = Retriever(store, embedder.embed, reranker=load_reranker(rerank_model))
+            retriever = Retriever(
+                store,
+                embedder.embed,
+                reranker=load_reranker(rerank_model),
+                embed_model=embedder.name,
+            )
             hits = retriever.search(query, k=k, mode=cast(Mode, mode), filters=filters)
     if as_json:
         print(json.dumps([hit.__dict__ for hit in hits], default=list, indent=2))

@@ -7,7 +7,8 @@ Settings are loaded when a command first asks for them, not in the root callback
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -19,6 +20,7 @@ from rich.markup import escape
 from kit.core.errors import ConfigError, KitError
 from kit.core.logging import configure_logging
 from kit.core.settings import KitSettings, load_settings
+from kit.core.tracing import configure_tracing, flush, tracer
 
 console = Console()
 err_console = Console(stderr=True)
@@ -63,3 +65,19 @@ def exits_on_kit_error(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(code=2 if isinstance(exc, ConfigError) else 1) from None
 
     return wrapper
+
+
+@contextmanager
+def traced(settings: KitSettings, job: str | None = None, **attributes: Any) -> Iterator[None]:
+    """Trace what runs inside (src/kit/core/tracing.py): with `job`, as one trace whose root
+    span is `kit JOB`; without, each request the block makes is its own trace (`kit eval
+    answers`: one per question). Every span is exported before the command returns."""
+    configure_tracing(settings, "cli")
+    try:
+        if job is None:
+            yield
+        else:
+            with tracer().start_as_current_span(f"kit {job}", attributes=attributes):
+                yield
+    finally:
+        flush()

@@ -5,10 +5,12 @@ structlog renders both our own events and those of libraries that use the standa
 module (uvicorn, httpx, LiteLLM), so every line has the same shape:
 
     {"event": "request", "level": "info", "logger": "gateway", "request_id": "9f1c...",
+     "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7",
      "timestamp": "2026-11-29T03:14:15.926Z", "status": 200, "latency_ms": 12.3}
 
 Values bound with `bind_context(request_id=...)` (see `kit.web.request_id`) appear on
 every line logged while handling that request, across awaits, without passing them around.
+Inside a span (src/kit/core/tracing.py), the trace and span ids are added to each line too.
 This module knows nothing about HTTP; it only formats and routes log records.
 """
 
@@ -23,6 +25,7 @@ from structlog.typing import Processor
 
 from kit.core.secrets import SecretScrubber, secret_values
 from kit.core.settings import KitSettings
+from kit.core.tracing import current_ids
 
 # Libraries that log a line per HTTP call or per retry at INFO; they are useful at DEBUG only.
 _CHATTY_LOGGERS = (
@@ -44,6 +47,7 @@ def configure_logging(settings: KitSettings) -> None:
     level = logging.getLevelNamesMapping()[settings.log_level]
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        _add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -87,6 +91,16 @@ def configure_logging(settings: KitSettings) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
+
+
+def _add_trace_ids(
+    _: Any, __: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """`trace_id` and `span_id` of the current span (src/kit/core/tracing.py), so a log line
+    leads to its trace and a trace to its log lines; nothing outside a span."""
+    for name, value in current_ids().items():
+        event.setdefault(name, value)
+    return event
 
 
 def get_logger(name: str, **initial: Any) -> structlog.stdlib.BoundLogger:

@@ -201,6 +201,27 @@ class KitSettings(BaseSettings):
         description="How long `kit doctor` and readiness checks wait for a server.",
     )
 
+    # --- Traces (src/kit/core/tracing.py) ------------------------------------------------------
+    trace_exporter: Literal["auto", "mlflow", "otlp", "console", "none"] = Field(
+        "auto",
+        validation_alias="KIT_TRACE_EXPORTER",
+        description="Where spans go. auto: an OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT "
+        "(or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, else MLflow (the tracking store). "
+        "none: spans keep their ids for log lines but are stored nowhere.",
+    )
+    trace_content: bool = Field(
+        False,
+        validation_alias="KIT_TRACE_CONTENT",
+        description="Record prompts, answers and retrieved text in spans, scrubbed of secrets "
+        "and personal data like log lines. Off: only sizes, ids, scores, models and tokens.",
+    )
+    trace_experiment: str = Field(
+        "kit-traces",
+        min_length=1,
+        validation_alias="KIT_TRACE_EXPERIMENT",
+        description="The MLflow experiment that holds traces (KIT_TRACE_EXPORTER=mlflow).",
+    )
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> KitSettings:
         """Fail fast when a copied example secret would reach production."""

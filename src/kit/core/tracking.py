@@ -80,6 +80,8 @@ def tracking_uri(settings: KitSettings) -> str:
 def start(settings: KitSettings, experiment: str) -> Any:
     """Point MLflow at the configured store and select `experiment`; returns the mlflow module."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network calls from a pipeline
+    # MLflow prices traced model calls with LiteLLM's cost map, which LiteLLM fetches online.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "true")
     import mlflow
 
     # Creating or migrating the sqlite store logs a dozen INFO lines; they are not the user's news.

@@ -39,6 +39,7 @@ from kit.web.http_security import add_http_security
 from kit.web.metrics import HttpMetrics, HttpMetricsMiddleware, add_metrics_route
 from kit.web.request_id import RequestIdMiddleware
 from kit.web.request_limits import BodySizeLimitMiddleware
+from kit.web.tracing import instrument_app
 
 log = get_logger("gateway")
 
@@ -166,6 +167,7 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry, service="gateway"))
     app.add_middleware(RequestIdMiddleware)
     add_http_security(app, settings)
+    instrument_app(app, settings, service="gateway")  # a server span per request
     for module in (chat, embeddings, models, health):
         app.include_router(module.router)
     add_metrics_route(app, registry)

@@ -21,8 +21,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
 from kit.core.logging import get_logger
 from kit.core.secrets import SecretScrubber
+from kit.core.tracing import GenAI, tracer
 from kit.gateway.config import GatewayModels, ResolvedDeployment
 from kit.gateway.errors import (
     AllDeploymentsFailed,
@@ -92,11 +96,15 @@ class Router:
 
     async def chat(self, alias: str | None, call: ChatCall) -> Routed[ChatAnswer]:
         name, chain = self.chain(alias, "chat")
-        return await self._run(name, chain, lambda p, d: p.chat(call, d.spec.timeout_s))
+        return await self._run(
+            name, chain, lambda p, d: p.chat(call, d.spec.timeout_s), operation="chat"
+        )
 
     async def embed(self, alias: str | None, texts: list[str]) -> Routed[EmbedAnswer]:
         name, chain = self.chain(alias, "embedding")
-        return await self._run(name, chain, lambda p, d: p.embed(texts, d.spec.timeout_s))
+        return await self._run(
+            name, chain, lambda p, d: p.embed(texts, d.spec.timeout_s), operation="embeddings"
+        )
 
     async def stream(
         self, alias: str | None, call: ChatCall
@@ -115,13 +123,15 @@ class Router:
                 raise ProviderError("server_error", "upstream stream ended at once") from None
             return first, chunks
 
-        return await self._run(name, chain, first_chunk)
+        return await self._run(name, chain, first_chunk, operation="chat")
 
     async def _run(
         self,
         alias: str,
         chain: list[ResolvedDeployment],
         attempt: Callable[[Provider, ResolvedDeployment], Awaitable[T]],
+        *,
+        operation: str,
     ) -> Routed[T]:
         routing = self.models.routing
         retries = cast(dict[str, int], routing.retries)
@@ -139,7 +149,7 @@ class Router:
             retried = 0
             while True:
                 try:
-                    result = await attempt(self.providers[deployment.name], deployment)
+                    result = await self._attempt(attempt, deployment, operation, retried)
                 except ProviderError as raw:
                     error = without_key(raw, deployment)
                     log.warning(
@@ -166,6 +176,40 @@ class Router:
                 health.consecutive_failures = 0
                 return Routed(result, deployment, fallbacks=tried - 1)
         raise AllDeploymentsFailed(alias, errors, self.retry_after())
+
+    async def _attempt(
+        self,
+        attempt: Callable[[Provider, ResolvedDeployment], Awaitable[T]],
+        deployment: ResolvedDeployment,
+        operation: str,
+        retried: int,
+    ) -> T:
+        """One call to one deployment, as a client span: a trace shows every try of a request,
+        the failed ones (with their error kind) and the one that answered."""
+        attributes: dict[str, AttributeValue] = {
+            GenAI.OPERATION: operation,
+            GenAI.PROVIDER: deployment.spec.provider,
+            GenAI.REQUEST_MODEL: deployment.spec.model,
+            "kit.gateway.deployment": deployment.name,
+            "kit.gateway.attempt": retried + 1,
+        }
+        with tracer().start_as_current_span(
+            f"{operation} {deployment.spec.model}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            record_exception=False,  # the error's text may echo the deployment's key
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                return await attempt(self.providers[deployment.name], deployment)
+            except ProviderError as error:
+                span.set_attribute("error.type", error.kind)
+                span.set_status(Status(StatusCode.ERROR, error.kind))
+                raise
+            except Exception as error:
+                span.set_attribute("error.type", type(error).__name__)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                raise
 
     def _failed(self, health: _Health, error: ProviderError) -> None:
         routing = self.models.routing

@@ -18,8 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from kit.core.logging import get_logger
+from kit.core.redact import redact
+from kit.core.tracing import GenAI, input_messages, output_messages, record_content, tracer
 from kit.gateway.auth import ApiKey
 from kit.gateway.cache import CacheBackend, SingleFlight, cache_key, is_cacheable
 from kit.gateway.config import ResolvedDeployment
@@ -28,7 +32,6 @@ from kit.gateway.limits import Budgets, Hold, Limits
 from kit.gateway.metrics import GatewayMetrics
 from kit.gateway.pricing import Pricing
 from kit.gateway.providers.base import ChatAnswer, ChatCall, ProviderError
-from kit.gateway.redact import redact
 from kit.gateway.router import Routed, Router, without_key
 from kit.gateway.schemas import FORWARDED_CHAT_PARAMS
 from kit.gateway.semantic_cache import SemanticCache
@@ -149,6 +152,18 @@ class Gateway:
         return int(requested or self.settings.default_max_tokens)
 
     async def chat(self, key: ApiKey, request: dict[str, Any], *, use_cache: bool) -> Outcome:
+        """One chat request, traced as a GenAI `chat` span for the alias: the deployment that
+        answered, the fallbacks and cache outcome, tokens and cost; each try below it."""
+        alias = request.get("model") or self.router.models.default_model
+        with tracer().start_as_current_span(
+            f"chat {alias}", attributes=_span_attributes("chat", alias, key, request)
+        ) as span:
+            record_content(span, GenAI.INPUT_MESSAGES, input_messages(request["messages"]))
+            outcome = await self._chat(key, request, use_cache=use_cache)
+            _trace_outcome(span, outcome)
+            return outcome
+
+    async def _chat(self, key: ApiKey, request: dict[str, Any], *, use_cache: bool) -> Outcome:
         started = time.perf_counter()
         alias, call, chain = self._checked(request.get("model"), request)
         prompt_estimate = estimate_tokens(prompt_text(request))
@@ -218,13 +233,24 @@ class Gateway:
         the client hung up first), what was sent is counted and charged as an estimate, never
         nothing."""
         started = time.perf_counter()
-        alias, call, chain = self._checked(request.get("model"), request)
-        prompt_estimate = estimate_tokens(prompt_text(request))
-        hold = await self.admit(key, chain, prompt_estimate, self._max_tokens(request))
+        name = request.get("model") or self.router.models.default_model
+        # Started here, ended when the stream is settled: it outlives this call.
+        span = tracer().start_span(
+            f"chat {name}", attributes=_span_attributes("chat", name, key, request)
+        )
+        record_content(span, GenAI.INPUT_MESSAGES, input_messages(request["messages"]))
         try:
-            routed = await self.router.stream(alias, call)
+            with trace.use_span(span, end_on_exit=False):
+                alias, call, chain = self._checked(request.get("model"), request)
+                prompt_estimate = estimate_tokens(prompt_text(request))
+                hold = await self.admit(key, chain, prompt_estimate, self._max_tokens(request))
+                try:
+                    routed = await self.router.stream(alias, call)
+                except BaseException:
+                    await self._account(key, hold, alias, None, _Usage(), span=span)
+                    raise
         except BaseException:
-            await self._account(key, hold, alias, None, _Usage())
+            span.end()  # use_span recorded the error and set the status
             raise
         first, rest = routed.result
         deployment = routed.deployment
@@ -257,13 +283,22 @@ class Gateway:
                 usage = _stream_usage(reported, prompt_estimate, "".join(pieces))
 
                 async def settle() -> None:
-                    await self._account(key, hold, alias, deployment, usage, status=status)
+                    await self._account(
+                        key, hold, alias, deployment, usage, status=status, span=span
+                    )
                     tokens = {"prompt_tokens": usage.prompt, "completion_tokens": usage.completion}
                     outcome = Outcome(
                         {"usage": tokens}, alias, deployment.name, "off", routed.fallbacks
                     )
                     answer = "".join(pieces) if self.settings.log_prompts else None
                     self._log(key, outcome, started, request, answer=answer, stream=True)
+                    _trace_outcome(span, outcome, model=deployment.spec.model)
+                    record_content(
+                        span, GenAI.OUTPUT_MESSAGES, output_messages("".join(pieces), "stop")
+                    )
+                    if status != "200":
+                        span.set_status(trace.StatusCode.ERROR, "stream interrupted")
+                    span.end()
 
                 # A client that hangs up mid-stream cancels this generator, and with it every
                 # await here: the accounting runs as its own task, so a cut stream is still paid
@@ -273,6 +308,16 @@ class Gateway:
         return alias, deployment.name, chunks()
 
     async def embed(self, key: ApiKey, alias: str | None, texts: list[str]) -> Outcome:
+        name = alias or self.router.models.default_model
+        attributes = _span_attributes("embeddings", name, key, {}) | {
+            "kit.gateway.inputs": len(texts)
+        }
+        with tracer().start_as_current_span(f"embeddings {name}", attributes=attributes) as span:
+            outcome = await self._embed(key, alias, texts)
+            _trace_outcome(span, outcome)
+            return outcome
+
+    async def _embed(self, key: ApiKey, alias: str | None, texts: list[str]) -> Outcome:
         started = time.perf_counter()
         resolved_alias, chain = self.router.chain(alias, "embedding")
         estimate = sum(estimate_tokens(text) for text in texts)
@@ -309,9 +354,11 @@ class Gateway:
         deployment: ResolvedDeployment | None,
         usage: _Usage,
         status: str = "200",
+        span: Span | None = None,
     ) -> None:
         """Release the request's hold, charging what it cost (nothing if no deployment
-        answered: a refused or failed call, or an answer another request paid for)."""
+        answered: a refused or failed call, or an answer another request paid for). The cost
+        goes on `span`, by default the request's current one."""
         if deployment is None:
             await self.budgets.settle(hold, 0.0)
             return
@@ -322,6 +369,9 @@ class Gateway:
         if usage.estimated:
             self.metrics.estimated.labels(alias, name).inc()
         cost = self.pricing.cost(deployment, usage.prompt, usage.completion)
+        (span or trace.get_current_span()).set_attributes(
+            {"kit.gateway.cost_usd": cost, "kit.gateway.usage_estimated": usage.estimated}
+        )
         if cost:
             self.metrics.cost.labels(alias, name, key.id).inc(cost)
         spent = await self.budgets.settle(hold, cost)
@@ -361,6 +411,54 @@ class Gateway:
             clean = redact if self.settings.redact else str
             fields |= {"prompt": clean(prompt), "answer": clean(answer)}
         log.info("model_request", **fields)
+
+
+def _span_attributes(
+    operation: str, alias: str, key: ApiKey, request: dict[str, Any]
+) -> dict[str, Any]:
+    """What a request asked for, as span attributes (no content: see `record_content`)."""
+    attributes: dict[str, Any] = {
+        GenAI.OPERATION: operation,
+        GenAI.REQUEST_MODEL: alias,
+        "kit.gateway.key_id": key.id,
+    }
+    for name, value in (
+        (
+            GenAI.REQUEST_MAX_TOKENS,
+            request.get("max_tokens") or request.get("max_completion_tokens"),
+        ),
+        (GenAI.REQUEST_TEMPERATURE, request.get("temperature")),
+        (GenAI.REQUEST_STREAM, request.get("stream")),
+    ):
+        if value is not None:
+            attributes[name] = value
+    return attributes
+
+
+def _trace_outcome(span: Span, outcome: Outcome, model: str | None = None) -> None:
+    """Who answered and what it cost, on the request's span: the GenAI attributes MLflow shows
+    as the model and its tokens, and the gateway's own (deployment, fallbacks, cache)."""
+    usage = outcome.body.get("usage") or {}
+    choices = outcome.body.get("choices") or []
+    span.set_attributes(
+        {
+            GenAI.RESPONSE_MODEL: model or str(outcome.body.get("model") or outcome.deployment),
+            GenAI.INPUT_TOKENS: int(usage.get("prompt_tokens") or 0),
+            GenAI.OUTPUT_TOKENS: int(usage.get("completion_tokens") or 0),
+            "kit.gateway.deployment": outcome.deployment,
+            "kit.gateway.fallbacks": outcome.fallbacks,
+            "kit.gateway.cache": outcome.cache,
+        }
+    )
+    reasons = [str(c.get("finish_reason")) for c in choices if c.get("finish_reason")]
+    if reasons:
+        span.set_attribute(GenAI.FINISH_REASONS, reasons)
+    if choices:
+        message = choices[0].get("message") or {}
+        text = str(message.get("content") or "")
+        record_content(
+            span, GenAI.OUTPUT_MESSAGES, output_messages(text, reasons[0] if reasons else "stop")
+        )
 
 
 def _outcome(routed: Routed[ChatAnswer], alias: str, cache: str) -> Outcome:

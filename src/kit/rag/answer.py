@@ -16,6 +16,7 @@ lexical faithfulness check (an LLM judge does better when a capable model is con
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -25,7 +26,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from kit.core import prompt_registry
+from kit.core.errors import ConfigError
 from kit.core.ports import ChatMessage
+from kit.core.settings import KitSettings
 from kit.rag import sparse
 from kit.rag.retrieval import Hit
 
@@ -53,6 +57,12 @@ class PromptTemplate(BaseModel):
     source: str
     user: str
     escape_tags: list[str] = []  # the template's delimiters, neutralised inside inserted text
+
+    @property
+    def digest(self) -> str:
+        """A short hash of the template's content: traces and eval runs record it, so an edit
+        made without a new name still shows which text was used."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:12]
 
     def messages(self, question: str, hits: list[Hit], max_chars: int = 1200) -> list[ChatMessage]:
         messages: list[ChatMessage] = [{"role": "system", "content": self.system.strip()}]
@@ -95,6 +105,32 @@ def _tag_pattern(tags: tuple[str, ...]) -> re.Pattern[str]:
     `<source`, `</ SOURCES`, `< question`, but not `<sourcecode>` or `a < b`."""
     names = "|".join(re.escape(tag) for tag in sorted(tags, key=len, reverse=True))
     return re.compile(rf"<(?=\s*/?\s*(?:{names})\b)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PromptChoice:
+    """The answer prompt a service uses, and where it came from: a file in this package, or
+    a version of MLflow's prompt registry (`uri` and `version` set: traces record them)."""
+
+    template: PromptTemplate
+    uri: str | None = None
+    version: int | None = None
+
+
+def choose_prompt(name_or_uri: str, settings: KitSettings) -> PromptChoice:
+    """RAG_PROMPT: a file name (`answer-v2`) or a registry URI (`prompts:/answer-v2@production`,
+    pushed by `kit prompts push`). Raises ValueError (a file) or ConfigError (the registry)."""
+    if not prompt_registry.is_registry_uri(name_or_uri):
+        return PromptChoice(load_prompt(name_or_uri))
+    registered = prompt_registry.load(settings, name_or_uri)
+    try:
+        template = PromptTemplate.model_validate(yaml.safe_load(registered.text))
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(
+            f"{registered.uri} is not an answer prompt ({type(exc).__name__}: {exc}); push one "
+            "of src/kit/rag/prompts/*.yaml with `kit prompts push`"
+        ) from None
+    return PromptChoice(template, registered.uri, registered.version)
 
 
 @cache

@@ -22,7 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from opentelemetry.util.types import AttributeValue
+
 from kit.core.ports import Embedder
+from kit.core.tracing import GenAI, tracer
 from kit.rag.chunk import Chunk, ChunkingConfig, chunk_document
 from kit.rag.documents import Document, Skipped
 from kit.rag.loaders import JsonlFields, load_file
@@ -58,9 +61,18 @@ def ingest(
     root: Path,
     on_file: Callable[[Path], None] = lambda path: None,
 ) -> IngestReport:
-    """Ingest the files under `paths`, each of which must lie below `root` (KIT_DOCS_ROOT)."""
+    """Ingest the files under `paths`, each of which must lie below `root` (KIT_DOCS_ROOT).
+
+    Traced as one `ingest` span with the report's counts, and a span per embedding batch and
+    per upsert below it (src/kit/core/tracing.py)."""
+    attributes = {GenAI.DATA_SOURCE: store.collection, "kit.ingest.embedder": embedder.name}
     try:
-        return _ingest(paths, store, embedder, options, DocsRoot.at(root), on_file)
+        with tracer().start_as_current_span(
+            f"ingest {store.collection}", attributes=attributes
+        ) as span:
+            report = _ingest(paths, store, embedder, options, DocsRoot.at(root), on_file)
+            span.set_attributes(_report_attributes(report))
+            return report
     except StoreUnavailableError as exc:
         raise StoreUnavailableError(
             f"{exc} Ingestion stopped there: the chunks it stored are kept, and running it "
@@ -143,16 +155,33 @@ def _plan(
 
 def _flush(pending: _Pending, store: ChunkStore, embedder: Embedder, report: IngestReport) -> None:
     if pending.chunks:
+        count: dict[str, AttributeValue] = {"kit.ingest.chunks": len(pending.chunks)}
         embedding = time.perf_counter()
-        vectors = embedder.embed([chunk.embedding_text() for chunk in pending.chunks])
+        with tracer().start_as_current_span(
+            f"embeddings {embedder.name}",
+            attributes={GenAI.OPERATION: "embeddings", GenAI.REQUEST_MODEL: embedder.name} | count,
+        ):
+            vectors = embedder.embed([chunk.embedding_text() for chunk in pending.chunks])
         report.timings["embed"] += time.perf_counter() - embedding
         indexing = time.perf_counter()
-        store.upsert(pending.chunks, vectors)
+        with tracer().start_as_current_span("upsert", attributes=count):
+            store.upsert(pending.chunks, vectors)
         report.timings["index"] += time.perf_counter() - indexing
     # Only now that the new chunks are stored do the old ones go (see the module docstring).
     store.delete(pending.stale)
     pending.chunks.clear()
     pending.stale.clear()
+
+
+def _report_attributes(report: IngestReport) -> dict[str, int | float]:
+    """The report's counts as span attributes: kit.ingest.documents.added, ..."""
+    attributes: dict[str, int | float] = {
+        f"kit.ingest.documents.{state}": count for state, count in report.documents.items()
+    }
+    attributes |= {f"kit.ingest.chunks.{state}": count for state, count in report.chunks.items()}
+    attributes["kit.ingest.skipped"] = len(report.skipped)
+    attributes["kit.ingest.chunks_in_collection"] = report.chunks_in_collection
+    return attributes
 
 
 def _prune(

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
+from opentelemetry.util.types import AttributeValue
 
+from kit.core.tracing import GenAI, record_content, tracer
 from kit.rag import sparse
 from kit.rag.store import ChunkStore, Hit, to_filter
 
@@ -50,9 +52,11 @@ class Retriever:
         candidates: int = 40,
         reranker: Reranker | None = None,
         rerank_depth: int = 20,
+        embed_model: str = "query-embedder",
     ) -> None:
         self.store = store
         self.embed = embed
+        self.embed_model = embed_model  # how traces name the embedder
         self.candidates = candidates  # from each list, before fusion
         self.reranker = reranker
         self.rerank_depth = rerank_depth  # first-stage hits the reranker rescores
@@ -85,10 +89,41 @@ class Retriever:
         Hybrid and keyword scores are fused ranks and BM25 weights, not similarities, so the
         relevance comes from a dense search (with the same vector: no second embedding). Below
         the floor the question will be refused, so the reranker's cost is not paid."""
+        span_attributes: dict[str, AttributeValue] = {
+            GenAI.OPERATION: "retrieval",
+            GenAI.DATA_SOURCE: self.store.collection,
+            "kit.retrieval.mode": mode,
+            "kit.retrieval.k": k,
+        }
+        with tracer().start_as_current_span(
+            f"retrieval {self.store.collection}", attributes=span_attributes
+        ) as span:
+            record_content(span, GenAI.RETRIEVAL_QUERY, query)
+            retrieved = self._retrieve(query, k, mode, filters, rerank, relevance_floor)
+            span.set_attribute("kit.retrieval.chunk_ids", [hit.chunk_id for hit in retrieved.hits])
+            span.set_attribute("kit.retrieval.scores", [hit.score for hit in retrieved.hits])
+            if retrieved.relevance is not None:
+                span.set_attribute("kit.retrieval.relevance", retrieved.relevance)
+            record_content(
+                span,
+                GenAI.RETRIEVAL_DOCUMENTS,
+                [{"id": h.chunk_id, "score": h.score, "content": h.text} for h in retrieved.hits],
+            )
+            return retrieved
+
+    def _retrieve(
+        self,
+        query: str,
+        k: int,
+        mode: Mode,
+        filters: Mapping[str, str] | None,
+        rerank: bool,
+        relevance_floor: float | None,
+    ) -> Retrieved:
         started = time.perf_counter()
         depth = max(k, self.rerank_depth) if self.reranker is not None and rerank else k
         wants_vector = mode != "keyword" or relevance_floor is not None
-        vector = self.embed([query])[0].tolist() if wants_vector else None
+        vector = self._embed_query(query) if wants_vector else None
         terms = sparse.query_vector(query) if mode != "dense" else None
         hits = self.store.search(
             vector=vector if mode != "keyword" else None,
@@ -108,6 +143,17 @@ class Retriever:
         milliseconds = {"retrieve": round((retrieved - started) * 1000, 2)}
         relevant = relevance is None or relevance_floor is None or relevance >= relevance_floor
         if self.reranker is not None and rerank and hits and relevant:
-            hits = self.reranker.rerank(query, hits, k)
+            with tracer().start_as_current_span(
+                "rerank", attributes={"kit.rerank.candidates": len(hits), "kit.retrieval.k": k}
+            ):
+                hits = self.reranker.rerank(query, hits, k)
             milliseconds["rerank"] = round((time.perf_counter() - retrieved) * 1000, 2)
         return Retrieved(hits[:k], relevance, milliseconds)
+
+    def _embed_query(self, query: str) -> list[float]:
+        attributes = {GenAI.OPERATION: "embeddings", GenAI.REQUEST_MODEL: self.embed_model}
+        with tracer().start_as_current_span(
+            f"embeddings {self.embed_model}", attributes=attributes
+        ):
+            vector: list[float] = self.embed([query])[0].tolist()
+        return vector

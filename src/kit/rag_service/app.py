@@ -27,7 +27,7 @@ from kit.core.logging import configure_logging, get_logger
 from kit.core.ports import ChatModel, Embedder
 from kit.core.settings import load_settings
 from kit.drift.store import QueryLog
-from kit.rag.answer import load_prompt
+from kit.rag.answer import PromptChoice, choose_prompt
 from kit.rag.rerank import load_reranker
 from kit.rag.store import ChunkStore, StoreUnavailableError
 from kit.rag_service.auth import RagKey, watch_keys
@@ -40,6 +40,7 @@ from kit.web.http_security import add_http_security
 from kit.web.metrics import HttpMetrics, HttpMetricsMiddleware, add_metrics_route
 from kit.web.request_id import RequestIdMiddleware
 from kit.web.request_limits import BodySizeLimitMiddleware
+from kit.web.tracing import instrument_app
 
 log = get_logger("rag")
 
@@ -65,8 +66,8 @@ def create_app(
         )
     settings = settings or load_settings(RagSettings)
     configure_logging(settings)
-    try:
-        load_prompt(settings.prompt)  # fail at start-up on a missing or invalid prompt file
+    try:  # fail at start-up on a missing or invalid prompt file or registry version
+        prompt = choose_prompt(settings.prompt, settings)
     except ValueError as exc:
         raise KitError(str(exc)) from None
     if keys is None:  # a broken keys file stops start-up here, with its message
@@ -91,7 +92,7 @@ def create_app(
                 assert llm is not None and embedder is not None  # checked above
                 chat, vectors = llm, embedder
             app.state.service = await stack.enter_async_context(
-                rag_service_with(settings, metrics, chat, vectors, store=store)
+                rag_service_with(settings, metrics, chat, vectors, store=store, prompt=prompt)
             )
             yield
 
@@ -121,6 +122,7 @@ def create_app(
     app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry, service="rag"))
     app.add_middleware(RequestIdMiddleware)
     add_http_security(app, settings)  # host check and CORS: before anything else runs
+    instrument_app(app, settings, service="rag")  # a server span per request
     for module in (ask, ingest, health):
         app.include_router(module.router)
     add_metrics_route(app, registry)
@@ -135,6 +137,7 @@ async def rag_service_with(
     embedder: Embedder,
     *,
     store: ChunkStore | None = None,
+    prompt: PromptChoice | None = None,
 ) -> AsyncIterator[RagService]:
     """A ready `RagService` over these models, its store (made from the settings unless given,
     and then closed on exit) and the reranker RAG_RERANK_MODEL names."""
@@ -142,7 +145,7 @@ async def rag_service_with(
         if store is None:
             store = stack.enter_context(ChunkStore.open(settings, settings.collection))
         reranker = await asyncio.to_thread(load_reranker, settings.rerank_model)
-        service = RagService(settings, store, embedder, llm, metrics, reranker)
+        service = RagService(settings, store, embedder, llm, metrics, reranker, prompt=prompt)
         stack.callback(service.jobs.close)
         try:  # a mismatched collection stops start-up; Qdrant being down does not (see below)
             await asyncio.to_thread(service.check_collection)

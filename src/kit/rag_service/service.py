@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
+
 from kit.core.logging import get_logger
-from kit.core.ports import ChatModel, Embedder
-from kit.rag.answer import REFUSAL, CheckedAnswer, check, load_prompt
+from kit.core.ports import ChatMessage, ChatModel, ChatResult, Embedder
+from kit.core.tracing import GenAI, input_messages, output_messages, record_content, tracer
+from kit.rag.answer import REFUSAL, CheckedAnswer, PromptChoice, check, choose_prompt
 from kit.rag.ingest import IngestOptions, ingest
 from kit.rag.paths import DocsRoot
 from kit.rag.rerank import Reranker
@@ -48,6 +52,8 @@ class RagService:
         llm: ChatModel,
         metrics: RagMetrics,
         reranker: Reranker | None = None,
+        *,
+        prompt: PromptChoice | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -55,9 +61,25 @@ class RagService:
         self.llm = llm
         self.metrics = metrics
         self.retriever = Retriever(
-            store, embedder.embed, reranker=reranker, rerank_depth=settings.rerank_depth
+            store,
+            embedder.embed,
+            reranker=reranker,
+            rerank_depth=settings.rerank_depth,
+            embed_model=embedder.name,
         )
-        self.prompt = load_prompt(settings.prompt)
+        chosen = prompt or choose_prompt(settings.prompt, settings)
+        self.prompt = chosen.template
+        # What traces record about the prompt: its name and content digest, and the registry
+        # version when it came from there.
+        self.prompt_attributes: dict[str, AttributeValue] = {
+            GenAI.PROMPT_NAME: self.prompt.name,
+            "kit.prompt.digest": self.prompt.digest,
+        }
+        if chosen.uri is not None and chosen.version is not None:
+            self.prompt_attributes |= {
+                "kit.prompt.uri": chosen.uri,
+                "kit.prompt.version": chosen.version,
+            }
         self.docs_root = DocsRoot.at(settings.docs_root)
         self.ingest_roots = settings.resolved_ingest_roots
         self.jobs = IngestJobs(self._ingest, ttl_s=settings.ingest_job_ttl_s)
@@ -83,10 +105,33 @@ class RagService:
     async def ask(
         self, question: str, *, k: int | None = None, filters: Mapping[str, str] | None = None
     ) -> AskResult:
+        """Answer `question` from the collection; traced as one span, `rag ask`, with the
+        retrieval and the model call below it (src/kit/core/tracing.py)."""
+        attributes: dict[str, AttributeValue] = {
+            "kit.rag.k": k or self.settings.k,
+            "kit.retrieval.mode": self.settings.mode,
+            **self.prompt_attributes,
+        }
+        with tracer().start_as_current_span("rag ask", attributes=attributes) as span:
+            record_content(span, "kit.rag.question", question)
+            result = await self._ask(question, k or self.settings.k, filters)
+            span.set_attributes(
+                {
+                    "kit.rag.refused": result.answer.refused,
+                    "kit.rag.relevance": result.relevance,
+                    "kit.rag.citations": [c.chunk_id for c in result.answer.citations],
+                    "kit.rag.invalid_citations": len(result.answer.invalid_citations),
+                    "kit.rag.support": result.answer.support,
+                }
+            )
+            if result.refusal_reason:
+                span.set_attribute("kit.rag.refusal_reason", result.refusal_reason)
+            record_content(span, "kit.rag.answer", result.answer.text)
+            return result
+
+    async def _ask(self, question: str, k: int, filters: Mapping[str, str] | None) -> AskResult:
         started = time.perf_counter()
-        hits, relevance, latency = await asyncio.to_thread(
-            self._retrieve, question, k or self.settings.k, filters
-        )
+        hits, relevance, latency = await asyncio.to_thread(self._retrieve, question, k, filters)
         retrieved = time.perf_counter()
         if not hits or relevance < self.settings.min_relevance:
             self.metrics.answers.labels("refused").inc()
@@ -102,13 +147,7 @@ class RagService:
                 refusal_reason=reason,
                 relevance=relevance,
             )
-        messages = self.prompt.messages(question, hits)
-        result = await self.llm.achat(
-            messages,
-            model=self.settings.model,
-            max_tokens=self.settings.max_tokens,
-            temperature=0.0,
-        )
+        result = await self._generate(self.prompt.messages(question, hits))
         generated = time.perf_counter()
         checked = check(result.text, hits)
         self.metrics.stage.labels("generate").observe(generated - retrieved)
@@ -130,6 +169,40 @@ class RagService:
             **latency,
         )
         return AskResult(checked, hits, latency, model=result.model, relevance=relevance)
+
+    async def _generate(self, messages: list[ChatMessage]) -> ChatResult:
+        """The model call, as a GenAI `chat` span: which model answered, its tokens, and (with
+        content capture on) the prompt and the answer."""
+        model = self.settings.model or "default"
+        attributes: dict[str, AttributeValue] = {
+            GenAI.OPERATION: "chat",
+            GenAI.REQUEST_MODEL: model,
+            GenAI.REQUEST_MAX_TOKENS: self.settings.max_tokens,
+            GenAI.REQUEST_TEMPERATURE: 0.0,
+            **self.prompt_attributes,
+        }
+        with tracer().start_as_current_span(
+            f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            record_content(span, GenAI.INPUT_MESSAGES, input_messages(messages))
+            result = await self.llm.achat(
+                messages,
+                model=self.settings.model,
+                max_tokens=self.settings.max_tokens,
+                temperature=0.0,
+            )
+            span.set_attributes(
+                {
+                    GenAI.RESPONSE_MODEL: result.model,
+                    GenAI.INPUT_TOKENS: result.usage.prompt_tokens,
+                    GenAI.OUTPUT_TOKENS: result.usage.completion_tokens,
+                    GenAI.FINISH_REASONS: [result.finish_reason],
+                }
+            )
+            record_content(
+                span, GenAI.OUTPUT_MESSAGES, output_messages(result.text, result.finish_reason)
+            )
+            return result
 
     def _retrieve(
         self, question: str, k: int, filters: Mapping[str, str] | None

@@ -36,7 +36,11 @@ class RagSettings(KitSettings, HttpAccessSettings):
         "stage's candidates; unset: no reranking. None ships with the kit (src/kit/rag/rerank.py).",
     )
     rerank_depth: int = Field(20, ge=1, le=200, description="Candidates the reranker rescores.")
-    prompt: str = Field("answer-v2", description="Prompt template in src/kit/rag/prompts/.")
+    prompt: str = Field(
+        "answer-v2",
+        description="The answer prompt: a file of src/kit/rag/prompts/ (answer-v2), or a version "
+        "of the prompt registry (prompts:/answer-v2@production, pushed by `kit prompts push`).",
+    )
     model: str = Field("local", description="The gateway model alias that writes answers.")
     max_tokens: int = Field(256, ge=16, le=4096)
     # The largest sensible /ask is a 4,000-character question (at most 16 KB of UTF-8) plus a few

@@ -8,6 +8,11 @@ need translation (Anthropic, Gemini, ...) go through LiteLLM instead (`litellm_p
 Why aiohttp and not httpx (which the rest of the kit uses): under load, httpx's connection pool
 scans every pooled connection on each request; profiling the gateway at 32 connections showed
 75% of its CPU there. aiohttp's pool does not, and the gateway serves several times more.
+
+Each call carries the W3C `traceparent` of the router's client span for this try, so a server
+that traces (vLLM, a proxy) continues the request's trace. OpenTelemetry's aiohttp
+instrumentation would do the same, but it has no release for the SDK the kit pins
+(opentelemetry-instrumentation-aiohttp-client stops at 0.66b1, the SDK 1.45.2 needs 0.66b2).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from opentelemetry.propagate import inject
 
 from kit.gateway.config import ResolvedDeployment
 from kit.gateway.providers.base import (
@@ -76,7 +82,7 @@ class OpenAICompatibleProvider:
             async with self.client.post(
                 f"{self.base}/chat/completions",
                 data=orjson.dumps(body),
-                headers=self.headers,
+                headers=self._headers(),
                 timeout=limit,
             ) as response:
                 if response.status >= 400:
@@ -113,7 +119,7 @@ class OpenAICompatibleProvider:
             async with self.client.post(
                 f"{self.base}{path}",
                 data=orjson.dumps(body),
-                headers=self.headers,
+                headers=self._headers(),
                 timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:
                 content = await response.read()
@@ -130,6 +136,12 @@ class OpenAICompatibleProvider:
         if not isinstance(data, dict):
             raise ProviderError("server_error", "upstream answered JSON that is not an object")
         return data
+
+    def _headers(self) -> dict[str, str]:
+        """The deployment's headers and the current trace context (`traceparent`)."""
+        headers = dict(self.headers)
+        inject(headers)
+        return headers
 
     async def aclose(self) -> None:
         """The shared client is closed by the gateway's lifespan, not per deployment."""
