@@ -316,6 +316,7 @@ def _processor(destination: tuple[str, ...]) -> SpanProcessor:
     exporter: SpanExporter
     if kind == "mlflow":
         exporter = MlflowSpanExporter(destination[1], destination[2], destination[3] or None)
+        exporter.open_in_background()
     elif kind == "otlp":
         # Reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT, _HEADERS, _TIMEOUT, _COMPRESSION itself.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -392,6 +393,19 @@ class MlflowSpanExporter(SpanExporter):
                 str(failure)[:300],
             )
         return SpanExportResult.FAILURE
+
+    def open_in_background(self) -> None:
+        """Import MLflow and open the store now, in a daemon thread: it takes seconds of CPU,
+        better spent while a service starts than in the middle of its first traffic. A failure
+        here is retried, and reported, by the first export."""
+
+        def open_store() -> None:
+            try:
+                self._store()
+            except Exception:
+                self._target = None
+
+        threading.Thread(target=open_store, name="kit-mlflow-exporter", daemon=True).start()
 
     def _store(self) -> tuple[Any, str]:
         if self._target is None:
