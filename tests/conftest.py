@@ -14,9 +14,18 @@ from pathlib import Path
 import pytest
 
 from kit.core.settings import KitSettings, env_names
+from kit.core.tracing import stop_exporting
 from tests.support.servers import KIT_VARIABLE_PREFIXES, subprocess_env
 
 TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Spans are stored nowhere in tests unless a test of tracing asks (see the fixture below).
+    Set for the whole run, so apps that module- and session-scoped fixtures build (before any
+    test's own environment exists) do not each add an MLflow store that every later span of
+    their worker is written to."""
+    os.environ["KIT_TRACE_EXPORTER"] = "none"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,6 +51,14 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # Spans are made (ids on log lines) but stored nowhere, unless a test of tracing asks: a
     # test process makes many apps, and each would otherwise add its own MLflow store.
     monkeypatch.setenv("KIT_TRACE_EXPORTER", "none")
+
+
+@pytest.fixture(autouse=True)
+def _no_exporters_left_behind() -> Iterator[None]:
+    """A test that sent spans somewhere (an MLflow store in its temporary folder) stops doing so
+    when it ends, so later tests of the same worker neither write there nor wait on it."""
+    yield
+    stop_exporting()
 
 
 @pytest.fixture
