@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -24,7 +25,10 @@ def memory_exporter() -> InMemorySpanExporter:
     """Every span this process finishes from now on, emptied; installs tracing if need be."""
     global _exporter
     if _exporter is None:
-        configure_tracing(KitSettings(_env_file=None, trace_exporter="none"), "tests")  # type: ignore[call-arg]
+        # Install tracing only where nothing has: configuring again would also reset what the
+        # test set up first (content capture on, from a fixture).
+        if not isinstance(trace.get_tracer_provider(), TracerProvider):
+            configure_tracing(KitSettings(_env_file=None, trace_exporter="none"), "tests")  # type: ignore[call-arg]
         _exporter = InMemorySpanExporter()
         add_span_processor(SimpleSpanProcessor(_exporter))
     _exporter.clear()

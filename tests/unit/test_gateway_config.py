@@ -162,3 +162,23 @@ def test_invalid_yaml_is_an_error_naming_the_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML") as raised:
         load_models(path, environ={})
     assert str(path) in str(raised.value)
+
+
+def test_a_registry_deployment_is_switched_off_where_only_the_tracing_client_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The service images install `mlflow-tracing`: an importable `mlflow` with no registry code.
+    from importlib.metadata import PackageNotFoundError
+
+    import kit.gateway.config as config
+
+    def version(name: str) -> str:
+        if name == "mlflow-skinny":
+            raise PackageNotFoundError(name)
+        return "1.0"
+
+    monkeypatch.setattr(config, "version", version)
+    models = load_models(PACKAGE_DIR / "models.yaml", {})
+    assert "intent-router-champion" in models.disabled
+    assert "pip install '.[ml]'" in models.disabled["intent-router-champion"]
+    assert "intent-router" not in models.chains

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Literal
@@ -152,9 +153,18 @@ def missing_engine(deployment: Deployment) -> str | None:
     elif deployment.provider == "local":
         if not (find_spec("sentence_transformers") and find_spec("torch")):
             return "no local embedding engine installed (pip install '.[local]')"
-    elif deployment.provider == "mlflow" and not find_spec("mlflow"):
-        return "mlflow is not installed (pip install '.[ml]')"
+    elif deployment.provider == "mlflow" and not _installed("mlflow-skinny"):
+        # Not `find_spec("mlflow")`: the services' tracing client (mlflow-tracing) installs an
+        # `mlflow` package too, without the registry and artifact code a model load needs.
+        return "MLflow's registry client is not installed (pip install '.[ml]')"
     return None
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        return bool(version(distribution))
+    except PackageNotFoundError:
+        return False
 
 
 def load_models(path: Path, environ: Mapping[str, str]) -> GatewayModels:
