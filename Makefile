@@ -142,11 +142,12 @@ compose-key: compose-secrets ## Create the keys compose needs: the RAG service's
 		$(COMPOSE) run --rm --no-deps rag kit rag keys create --id you
 	@echo "That one is yours: send it to the RAG service as 'Authorization: Bearer KEY'. Then: make up"
 
-# The servers' passwords and keys that docker-compose.yml requires. Each is written to .env once,
-# random (32 bytes, URL-safe: the Redis password goes inside REDIS_URL), and never overwritten:
-# changing one later means changing it in the server too (MLflow keeps its first admin password).
+# The servers' passwords and keys that docker-compose.yml requires, and Postgres's for its opt-in
+# profile `pgvector`. Each is written to .env once, random (32 bytes, URL-safe: the Redis and
+# Postgres passwords go inside REDIS_URL and DATABASE_URL), and never overwritten: changing one
+# later means changing it in the server too (MLflow and Postgres keep their first password).
 COMPOSE_SECRETS := REDIS_PASSWORD QDRANT_API_KEY MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SECRET_KEY \
-	GRAFANA_ADMIN_PASSWORD
+	GRAFANA_ADMIN_PASSWORD POSTGRES_PASSWORD
 
 compose-secrets: ## Write random passwords for compose's servers into .env (keeps those already set)
 	@touch .env

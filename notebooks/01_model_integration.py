@@ -46,8 +46,8 @@ import os
 import time
 from pathlib import Path
 
-from kit.notebook import start_notebook
 from kit.core.settings import KitSettings, load_settings
+from kit.notebook import start_notebook
 
 print(start_notebook("01"))
 

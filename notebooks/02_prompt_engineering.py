@@ -53,10 +53,10 @@ from kit.notebook import start_notebook
 print(start_notebook("02"))
 
 # %%
-from kit.prompting.chat import bind, cloud_alias
-from kit.llm.embedders import GatewayEmbedder
-from kit.runtime import connect_gateway
 from kit.core.settings import KitSettings, load_settings
+from kit.llm.embedders import GatewayEmbedder
+from kit.prompting.chat import bind, cloud_alias
+from kit.runtime import connect_gateway
 
 settings = load_settings(KitSettings)
 client = connect_gateway(settings)  # GATEWAY_URL, or the gateway in this process
@@ -260,12 +260,12 @@ except UnsafeExpression as error:
 # %%
 from qdrant_client import QdrantClient
 
-from kit.rag.store import ChunkStore
 from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.qdrant_store import QdrantStore
 from kit.rag.retrieval import Retriever
 
 PAGES = ["background-tasks", "body", "cookie-params", "handling-errors", "path-params", "query-params", "request-files", "response-model"]
-store = ChunkStore(QdrantClient(":memory:"), "docs")
+store = QdrantStore(QdrantClient(":memory:"), "docs")
 paths = [Path(f"data/fastapi-docs/docs/tutorial/{page}.md") for page in PAGES]
 ingest(paths, store, embedder, IngestOptions(), root=settings.docs_root)  # KIT_DOCS_ROOT
 tools = [calculator(), docs_search(Retriever(store, embedder.embed), k=2)]

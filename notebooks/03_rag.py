@@ -40,8 +40,8 @@
 import os
 from pathlib import Path
 
-from kit.notebook import start_notebook
 from kit.core.settings import KitSettings, load_settings
+from kit.notebook import start_notebook
 
 DATA_DIR = start_notebook("03").data_dir
 print("state:", DATA_DIR)
@@ -131,13 +131,13 @@ for config in BUDGETS:
 # open the folder, so we close it again before the next step.
 
 # %%
-from kit.rag.store import ChunkStore
-from kit.rag.retrieval import Retriever
 from kit.llm.local_models import load_embedder
+from kit.rag.retrieval import Retriever
+from kit.rag.store import open_store
 
 settings = load_settings(KitSettings)
 embedder = load_embedder(settings)
-store = ChunkStore.open(settings)  # RAG_COLLECTION (docs), in KIT_DATA_DIR or at QDRANT_URL
+store = open_store(settings)  # KIT_STORE, RAG_COLLECTION: Qdrant in KIT_DATA_DIR by default
 retriever = Retriever(store, embedder.embed)
 print(store.count(), "chunks, embedded with", embedder.name)
 

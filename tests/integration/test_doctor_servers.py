@@ -1,5 +1,6 @@
-"""`kit doctor` against real servers on 127.0.0.1: Redis, an MLflow tracking server, and a
-stand-in for Qdrant's health endpoint (a Qdrant server cannot run on the test machines)."""
+"""`kit doctor` against real servers on 127.0.0.1: Redis, an MLflow tracking server, PostgreSQL
+with pgvector, and a stand-in for Qdrant's health endpoint (a Qdrant server cannot run on the test
+machines)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pydantic import SecretStr
 
 from kit.cli.doctor import Status, check_servers
 from kit.core.settings import KitSettings
+from kit.rag.pgvector_store import PgvectorStore
+from tests.support.postgres import running_postgres
 from tests.support.servers import free_port, mlflow_server, redis_server, running
 
 
@@ -91,3 +94,26 @@ def test_qdrant_readiness_is_probed_with_its_api_key(
     assert _by_name(with_key)["qdrant"][0] is Status.OK
     status, detail = _by_name(without_key)["qdrant"]
     assert status is Status.FAIL and "401" in detail
+
+
+def test_postgres_is_reached_with_its_pgvector_and_then_reported_down(
+    settings: KitSettings,
+) -> None:
+    with running_postgres() as url:
+        configured = settings.model_copy(
+            update={"store": "pgvector", "database_url": SecretStr(url)}
+        )
+        fresh_status, fresh_detail = _by_name(configured)["postgres"]
+        PgvectorStore(url, "docs").close()  # opening a store enables the extension
+        status, detail = _by_name(configured)["postgres"]
+
+    assert fresh_status is Status.WARN and "not yet enabled" in fresh_detail
+    assert status is Status.OK and "pgvector 0.8" in detail
+    down_status, down_detail = _by_name(configured)["postgres"]  # the server has stopped
+    assert down_status is Status.FAIL and "unreachable" in down_detail
+
+
+def test_postgres_is_not_checked_while_the_store_is_qdrant(settings: KitSettings) -> None:
+    assert "postgres" not in _by_name(settings)
+    embedded = _by_name(settings.model_copy(update={"store": "pgvector"}))["postgres"]
+    assert embedded[0] is Status.INFO and "starts Postgres" in embedded[1]

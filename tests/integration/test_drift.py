@@ -28,7 +28,7 @@ from kit.drift.store import read_records
 from kit.llm.local_client import LocalClient
 from kit.llm.scripted import ScriptedModel
 from kit.rag.ingest import IngestOptions, ingest
-from kit.rag.store import ChunkStore
+from kit.rag.qdrant_store import QdrantStore
 from kit.rag_service.app import create_app
 from kit.rag_service.settings import RagSettings
 from tests.support.servers import free_port, require_tool, running
@@ -108,9 +108,9 @@ def banking_queries(count: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def docs_store(local_client: LocalClient) -> Iterator[ChunkStore]:
+def docs_store(local_client: LocalClient) -> Iterator[QdrantStore]:
     """The whole FastAPI docs in an in-memory Qdrant: about a minute of embedding, once."""
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([CORPUS], store, local_client.embedder, IngestOptions(), root=CORPUS)
     yield store
     store.close()
@@ -128,7 +128,7 @@ def rag_settings(tmp_path: Path, **overrides: object) -> RagSettings:
 
 @pytest.fixture
 def rag(
-    tmp_path: Path, docs_store: ChunkStore, local_client: LocalClient
+    tmp_path: Path, docs_store: QdrantStore, local_client: LocalClient
 ) -> Iterator[tuple[TestClient, RagSettings]]:
     settings = rag_settings(tmp_path)
     app = create_app(
@@ -171,7 +171,7 @@ def test_ask_appends_each_question_to_the_query_log(
 @pytest.mark.parametrize("overrides", [{"query_log": "off"}, {"query_log_sample_rate": 0.0}])
 def test_the_query_log_can_be_turned_off(
     tmp_path: Path,
-    docs_store: ChunkStore,
+    docs_store: QdrantStore,
     local_client: LocalClient,
     overrides: dict[str, object],
 ) -> None:
@@ -189,7 +189,7 @@ def test_the_query_log_can_be_turned_off(
 
 
 def drift_run(
-    settings: RagSettings, store: ChunkStore, embedder: object, **options: object
+    settings: RagSettings, store: QdrantStore, embedder: object, **options: object
 ) -> DriftResult:
     assert settings.query_log is not None
     return run_drift(
@@ -202,7 +202,7 @@ def drift_run(
 
 def test_in_domain_traffic_passes_and_off_topic_traffic_drifts(
     rag: tuple[TestClient, RagSettings],
-    docs_store: ChunkStore,
+    docs_store: QdrantStore,
     local_client: LocalClient,
     tmp_path: Path,
 ) -> None:
@@ -295,7 +295,7 @@ def test_in_domain_traffic_passes_and_off_topic_traffic_drifts(
 
 
 def test_a_reference_window_from_the_log_and_a_current_file(
-    docs_store: ChunkStore, local_client: LocalClient, tmp_path: Path
+    docs_store: QdrantStore, local_client: LocalClient, tmp_path: Path
 ) -> None:
     """The log's last week as the reference and a file as the current window: the same
     questions a week apart do not drift."""

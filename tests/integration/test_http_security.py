@@ -18,7 +18,7 @@ from kit.core.errors import ConfigError
 from kit.core.settings import load_settings
 from kit.llm.gateway_client import GatewayClient
 from kit.llm.local_client import LocalClient
-from kit.rag.store import ChunkStore
+from kit.rag.qdrant_store import QdrantStore
 from kit.rag_service.app import create_app as create_rag_app
 from kit.rag_service.settings import RagSettings
 from tests.integration.gateway_helpers import AUTH, gateway_app
@@ -48,7 +48,7 @@ def make_app(
             data_dir=tmp_path / "rag",
             **settings,
         )
-        store = ChunkStore(QdrantClient(":memory:"), "docs")
+        store = QdrantStore(QdrantClient(":memory:"), "docs")
         llm = GatewayClient("http://127.0.0.1:9", api_key="unused")  # never called here
         return create_rag_app(rag_settings, llm=llm, store=store, embedder=local_client.embedder)
 

@@ -14,8 +14,9 @@ from kit.core.errors import ConfigError
 from kit.llm.local_client import LocalClient
 from kit.rag.ingest import IngestOptions, ingest
 from kit.rag.paths import OUTSIDE_ROOT
+from kit.rag.qdrant_store import QdrantStore
 from kit.rag.retrieval import Retriever
-from kit.rag.store import DOC_IDS, ChunkStore
+from kit.rag.store import DOC_IDS
 
 PAGES = {
     "guide/cookies.md": "# Cookies\n\nRead a cookie with the Cookie parameter.\n\n"
@@ -59,12 +60,12 @@ def corpus(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store() -> ChunkStore:
-    return ChunkStore(QdrantClient(":memory:"), "test")
+def store() -> QdrantStore:
+    return QdrantStore(QdrantClient(":memory:"), "test")
 
 
 def run(  # type: ignore[no-untyped-def]
-    corpus: Path, store: ChunkStore, embed: CountingEmbedder, root: Path | None = None, **options
+    corpus: Path, store: QdrantStore, embed: CountingEmbedder, root: Path | None = None, **options
 ):
     """Ingest `corpus`; ids are relative to `root` (default: the corpus itself)."""
     options = IngestOptions(batch_size=2, **options)
@@ -72,7 +73,7 @@ def run(  # type: ignore[no-untyped-def]
 
 
 def test_a_second_run_on_unchanged_files_embeds_nothing(
-    corpus: Path, store: ChunkStore, local_client: LocalClient
+    corpus: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     first_embedder, second_embedder = CountingEmbedder(local_client), CountingEmbedder(local_client)
 
@@ -86,7 +87,7 @@ def test_a_second_run_on_unchanged_files_embeds_nothing(
 
 
 def test_a_changed_document_replaces_its_old_chunks(
-    corpus: Path, store: ChunkStore, local_client: LocalClient
+    corpus: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     embedder = CountingEmbedder(local_client)
     run(corpus, store, embedder)
@@ -107,7 +108,7 @@ def test_a_changed_document_replaces_its_old_chunks(
 
 
 def test_prune_removes_documents_whose_files_are_gone(
-    corpus: Path, store: ChunkStore, local_client: LocalClient
+    corpus: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     run(corpus, store, CountingEmbedder(local_client))
     (corpus / "deploy/workers.md").unlink()
@@ -122,12 +123,12 @@ def test_prune_removes_documents_whose_files_are_gone(
 
 
 def test_a_crashed_run_rerun_leaves_no_duplicates_and_no_gaps(
-    corpus: Path, store: ChunkStore, local_client: LocalClient
+    corpus: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     run(corpus, store, CountingEmbedder(local_client))
     for name in PAGES:  # every page changes; the run dies after its first embedding batch
         (corpus / name).write_text(PAGES[name] + "\n\nA new closing paragraph.")
-    reference = ChunkStore(QdrantClient(":memory:"), "fresh")  # the same files, ingested once
+    reference = QdrantStore(QdrantClient(":memory:"), "fresh")  # the same files, ingested once
     run(corpus, reference, CountingEmbedder(local_client))
 
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -142,8 +143,8 @@ def test_a_crashed_run_rerun_leaves_no_duplicates_and_no_gaps(
 def test_local_memory_and_local_path_stores_return_the_same_results(
     corpus: Path, tmp_path: Path, local_client: LocalClient
 ) -> None:
-    memory = ChunkStore(QdrantClient(":memory:"), "docs")
-    on_disk = ChunkStore(QdrantClient(path=str(tmp_path / "qdrant")), "docs")
+    memory = QdrantStore(QdrantClient(":memory:"), "docs")
+    on_disk = QdrantStore(QdrantClient(path=str(tmp_path / "qdrant")), "docs")
     for store in (memory, on_disk):
         run(corpus, store, CountingEmbedder(local_client))
 
@@ -162,7 +163,7 @@ def test_local_memory_and_local_path_stores_return_the_same_results(
 
 
 def test_filters_and_modes_find_the_right_document(
-    corpus: Path, store: ChunkStore, local_client: LocalClient
+    corpus: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     run(corpus, store, CountingEmbedder(local_client))
     retriever = Retriever(store, local_client.embedder.embed)
@@ -179,12 +180,12 @@ def test_filters_and_modes_find_the_right_document(
 # Ids relative to the docs root: a subfolder's run touches nothing outside it ---------------------
 
 
-def chunks_of(store: ChunkStore) -> dict[str, set[str]]:
+def chunks_of(store: QdrantStore) -> dict[str, set[str]]:
     return {doc: ids for doc, ids in store.chunk_ids_by_doc().items() if ids}
 
 
 def test_ingesting_a_subfolder_keeps_every_id_and_prunes_nothing_outside_it(
-    tmp_path: Path, store: ChunkStore, local_client: LocalClient
+    tmp_path: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     """The old ids were relative to the folder named: guide/page.md became "page.md" when guide/
     was ingested on its own, overwriting the root's own page.md, and prune then deleted
@@ -212,7 +213,7 @@ def test_ingesting_a_subfolder_keeps_every_id_and_prunes_nothing_outside_it(
 
 
 def test_prune_of_a_folder_spares_a_sibling_that_shares_its_name_as_a_prefix(
-    tmp_path: Path, store: ChunkStore, local_client: LocalClient
+    tmp_path: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     root = write_pages(
         tmp_path / "data",
@@ -233,7 +234,7 @@ def test_prune_of_a_folder_spares_a_sibling_that_shares_its_name_as_a_prefix(
 
 
 def test_prune_removes_records_whose_file_lost_them_and_keeps_other_files_records(
-    tmp_path: Path, store: ChunkStore, local_client: LocalClient
+    tmp_path: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     root = tmp_path / "data"
     faq = write_pages(root, {"faq/a.jsonl": '{"id": "r1", "text": "Cookies are read."}\n'})
@@ -250,7 +251,7 @@ def test_prune_removes_records_whose_file_lost_them_and_keeps_other_files_record
 
 
 def test_a_symlink_to_a_secret_outside_the_root_is_skipped_and_never_stored(
-    tmp_path: Path, store: ChunkStore, local_client: LocalClient
+    tmp_path: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("The database password is hunter2.")
@@ -266,7 +267,7 @@ def test_a_symlink_to_a_secret_outside_the_root_is_skipped_and_never_stored(
 
 
 def test_sources_and_paths_in_the_index_are_root_relative(
-    corpus: Path, store: ChunkStore, local_client: LocalClient
+    corpus: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     run(corpus, store, CountingEmbedder(local_client))
 
@@ -278,7 +279,7 @@ def test_sources_and_paths_in_the_index_are_root_relative(
 
 
 def test_a_collection_built_with_the_old_ids_is_refused_until_rebuilt(
-    corpus: Path, store: ChunkStore, local_client: LocalClient
+    corpus: Path, store: QdrantStore, local_client: LocalClient
 ) -> None:
     """Before ids were relative to the docs root, the collection had no "doc_ids" mark and its
     sources were absolute: ingesting into it would store each page again under a new id."""
@@ -305,7 +306,7 @@ def test_a_collection_built_with_the_old_ids_is_refused_until_rebuilt(
 )
 def test_a_bad_path_stops_the_run_before_the_collection_changes(
     corpus: Path,
-    store: ChunkStore,
+    store: QdrantStore,
     local_client: LocalClient,
     named: str,
     error: type[Exception],
@@ -338,7 +339,7 @@ def test_kit_ingest_and_search_use_the_collection_the_settings_name(
 
     ingested = runner.invoke(app, ["ingest", str(docs)])
     found = runner.invoke(app, ["search", "HttpOnly cookies", "--k", "1", "--json"])
-    with ChunkStore(QdrantClient(path=str(tmp_path / "state" / "qdrant")), "docs") as default:
+    with QdrantStore(QdrantClient(path=str(tmp_path / "state" / "qdrant")), "docs") as default:
         in_docs = default.count()
 
     assert ingested.exit_code == 0, ingested.output

@@ -8,6 +8,10 @@ secrets into the overlay), then:
   the services define, on the port the container listens on, the Service targets and Prometheus
   scrapes; the ConfigMaps hold only variables the settings classes read, with values they accept;
 - the production overlay is highly available, and no real secret is checked in.
+Every overlay is checked twice: as shipped (the RAG service on Qdrant), and with the opt-in
+Postgres component turned on (components/pgvector), which must pass the same checks and its own:
+Postgres's pod locked down like the kit's, its password and DATABASE_URL from a Secret only, the
+image compose runs, and nothing of it in the default render.
 
 No cluster is needed: kubectl's built-in kustomize (v5, kubectl 1.27+) renders, and the
 `kubernetes-validate` package ships the schemas.
@@ -48,6 +52,7 @@ from tests.integration.k8s_render import (
     K8S,
     NAMESPACE,
     OVERLAYS,
+    PGVECTOR_LINES,
     ROOT,
     Manifest,
     Render,
@@ -72,12 +77,34 @@ ROUTES = {
 KEYS = {"gateway": ("GATEWAY_KEYS_FILE", "gateway-keys"), "rag": ("RAG_KEYS_FILE", "rag-keys")}
 # Secrets that are not kit settings: MLflow's client reads its login from these two by itself.
 MLFLOW_LOGIN = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+# The RAG service's stores: as shipped (Qdrant), and with the pgvector component turned on.
+STORES = ("qdrant", "pgvector")
+# Postgres's own secret (the postgres image reads it), next to the RAG service's DATABASE_URL.
+POSTGRES_SERVER_SECRETS = {"POSTGRES_PASSWORD"}
 
 
 @pytest.fixture(scope="module")
-def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Render]:
-    """Each overlay rendered as a user renders it, with the example secrets filled in."""
-    return render_overlays(tmp_path_factory.mktemp("k8s"))
+def all_renders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Render]]:
+    """Each overlay rendered as a user renders it, with the example secrets filled in: once as
+    shipped, once with the pgvector component turned on as the overlay's comments say."""
+    return {
+        store: render_overlays(
+            tmp_path_factory.mktemp(f"k8s-{store}"), pgvector=store == "pgvector"
+        )
+        for store in STORES
+    }
+
+
+@pytest.fixture(scope="module", params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="module")
+def renders(all_renders: dict[str, dict[str, Render]], store: str) -> dict[str, Render]:
+    """The overlays of one store: every test that takes this runs for both."""
+    return all_renders[store]
 
 
 # --- Helpers that read the rendered objects --------------------------------------------------
@@ -113,7 +140,25 @@ def environment(render: Render, container: Manifest, *, with_secrets: bool) -> d
         elif "secretRef" in source and with_secrets:
             data = render.get("Secret", source["secretRef"]["name"]).get("data", {})
             env |= {k: base64.b64decode(v).decode() for k, v in data.items()}
+    if with_secrets:  # single keys of a Secret (valueFrom.secretKeyRef), such as DATABASE_URL
+        for variable, (secret, key) in secret_key_refs(container).items():
+            env[variable] = base64.b64decode(render.get("Secret", secret)["data"][key]).decode()
     return env
+
+
+def secret_key_refs(container: Manifest) -> dict[str, tuple[str, str]]:
+    """Variables set from one key of a Secret: name -> (Secret, key)."""
+    refs = {}
+    for variable in container.get("env", []):
+        ref = variable.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            refs[variable["name"]] = (ref["name"], ref["key"])
+    return refs
+
+
+def literal_variables(container: Manifest) -> dict[str, str]:
+    """Variables written into the pod spec itself (`value:`), not taken from elsewhere."""
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
 
 
 def configmap_variables(render: Render, container: Manifest) -> set[str]:
@@ -122,7 +167,8 @@ def configmap_variables(render: Render, container: Manifest) -> set[str]:
 
 def secret_variables(render: Render, container: Manifest) -> set[str]:
     names = {s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s}
-    return {key for name in names for key in render.get("Secret", name).get("data", {})}
+    whole = {key for name in names for key in render.get("Secret", name).get("data", {})}
+    return whole | set(secret_key_refs(container))
 
 
 def models_file_variables() -> set[str]:
@@ -325,7 +371,7 @@ def test_resources_are_set_and_thread_counts_fit_the_cpu_limit(
 
         # 0 threads would mean "every core of the node", throttled by the CPU limit.
         env = environment(render, container, with_secrets=False)
-        inline = {e["name"]: e["value"] for e in container["env"]}
+        inline = literal_variables(container)
         threads = {"OMP_NUM_THREADS": inline["OMP_NUM_THREADS"]}
         if name == "gateway":
             threads["KIT_CHAT_THREADS"] = env["KIT_CHAT_THREADS"]
@@ -345,15 +391,15 @@ def test_configmaps_hold_only_settings_the_services_read_with_valid_values(
             known |= models_file_variables()
         unknown = configmap_variables(render, container) - known
         assert not unknown, f"{name} reads no variable named {sorted(unknown)}"
-        inline = {e["name"] for e in container["env"]}
+        inline = set(literal_variables(container))
         assert not inline & set(env_names(cls).values()), "settings belong in the ConfigMaps"
         allowed_secrets = secret_fields(cls) | (
             models_file_variables() | MLFLOW_LOGIN if name == "gateway" else set()
         )
         assert secret_variables(render, container) <= allowed_secrets
         # A value that carries a password never sits in a ConfigMap (readable by more roles,
-        # shown by `kubectl describe`): REDIS_URL comes from the Secret.
-        assert "REDIS_URL" not in configmap_variables(render, container)
+        # shown by `kubectl describe`): REDIS_URL and DATABASE_URL come from Secrets.
+        assert not {"REDIS_URL", "DATABASE_URL"} & configmap_variables(render, container)
 
         # The values are ones the settings class accepts (types, bounds, URLs).
         with monkeypatch.context() as env:
@@ -373,10 +419,12 @@ def test_configmaps_hold_only_settings_the_services_read_with_valid_values(
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_url_in_the_config_names_a_service_of_the_overlay(
-    renders: dict[str, Render], overlay: str
+    renders: dict[str, Render], overlay: str, store: str
 ) -> None:
     render = renders[overlay]
     urls = {"QDRANT_URL", "REDIS_URL", "MLFLOW_TRACKING_URI", "GATEWAY_URL"}
+    if store == "pgvector":
+        urls.add("DATABASE_URL")  # postgresql://kit:...@postgres:5432/kit
     seen = set()
     for _, _, container in deployments(render):
         for variable, value in environment(render, container, with_secrets=True).items():
@@ -465,6 +513,8 @@ REAL_SECRETS = {
         {
             "GATEWAY_API_KEY": "sk-kit-" + secrets.token_urlsafe(32),
             "QDRANT_API_KEY": secrets.token_urlsafe(32),
+            # Read with the pgvector component (KIT_STORE=pgvector); ignored on Qdrant.
+            "DATABASE_URL": f"postgresql://kit:{secrets.token_urlsafe(24)}@postgres:5432/kit",
         },
     ),
 }
@@ -472,13 +522,15 @@ REAL_SECRETS = {
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_production_refuses_the_example_secrets_at_start_up(
-    renders: dict[str, Render], monkeypatch: pytest.MonkeyPatch, name: str
+    renders: dict[str, Render], monkeypatch: pytest.MonkeyPatch, name: str, store: str
 ) -> None:
     """The kit's own check: a copied example secret cannot reach production users."""
     render = renders["production"]
     container = the_container(render.get("Deployment", name))
     env = environment(render, container, with_secrets=True)
     refused_first, real = REAL_SECRETS[name]
+    if name == "rag" and store == "pgvector":  # the URL's own check runs before the others
+        refused_first = "DATABASE_URL"
     assert is_placeholder(env[refused_first])  # the example, as copied
 
     for variable, value in env.items():
@@ -512,9 +564,10 @@ def test_no_real_secret_is_checked_in() -> None:
         )
         assert ignored.returncode == 0, f"overlays/{overlay}/secrets/ is not git-ignored"
 
-    # The examples hold placeholders or nothing, and name only variables the services read.
+    # The examples hold placeholders or nothing, and name only variables the services read
+    # (and Postgres's password, which the postgres image reads: postgres.env).
     readable = secret_fields(GatewaySettings) | secret_fields(RagSettings)
-    readable |= models_file_variables() | MLFLOW_LOGIN
+    readable |= models_file_variables() | MLFLOW_LOGIN | POSTGRES_SERVER_SECRETS
     for example in (K8S / "secrets.example").glob("*.env"):
         for line in example.read_text().splitlines():
             assignment = re.fullmatch(r"#? ?([A-Z][A-Z0-9_]*)=(\S*)", line.strip())
@@ -537,3 +590,148 @@ def test_rendered_secrets_carry_placeholders_only(renders: dict[str, Render]) ->
                     assert yaml.safe_load(text) == {"keys": []}
                 elif key != "MLFLOW_TRACKING_USERNAME":
                     assert is_placeholder(text), f"{overlay}: {key}"
+
+
+# --- Postgres with pgvector (components/pgvector): opt-in, locked down, wired to the RAG service -
+
+
+def postgres(render: Render) -> tuple[Manifest, Manifest, Manifest]:
+    """Postgres's StatefulSet, its pod spec and its container."""
+    statefulset = render.get("StatefulSet", "postgres")
+    pod = statefulset["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    return statefulset, pod, container
+
+
+def secret_value(render: Render, name: str, key: str) -> str:
+    return base64.b64decode(render.get("Secret", name)["data"][key]).decode()
+
+
+def rag_settings(render: Render, monkeypatch: pytest.MonkeyPatch) -> RagSettings:
+    """The RAG service's settings as its pod reads them, with real values for the example
+    secrets it has (production refuses placeholders: see the test above)."""
+    container = the_container(render.get("Deployment", "rag"))
+    rendered = environment(render, container, with_secrets=True)
+    real = {k: v for k, v in REAL_SECRETS["rag"][1].items() if k in rendered}
+    with monkeypatch.context() as env:
+        for variable, value in (rendered | real).items():
+            env.setenv(variable, value)
+        settings = load_settings(RagSettings, _env_file=None)
+    assert isinstance(settings, RagSettings)
+    return settings
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_postgres_is_opt_in_and_each_overlay_says_how_to_turn_it_on(
+    all_renders: dict[str, dict[str, Render]], overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    render = all_renders["qdrant"][overlay]
+    names = {unhashed(o["metadata"]["name"]) for o in render.objects}
+    assert not [name for name in names if "postgres" in name], "Postgres is in the default render"
+    assert render.all("StatefulSet") == [] and render.all("PersistentVolumeClaim") == []
+    rag = the_container(render.get("Deployment", "rag"))
+    assert "DATABASE_URL" not in environment(render, rag, with_secrets=True)
+    assert rag_settings(render, monkeypatch).store == "qdrant"
+
+    # Shipped off, one uncomment away: the lines that k8s_render.enable_pgvector uncomments.
+    text = (K8S / "overlays" / overlay / "kustomization.yaml").read_text()
+    assert "components" not in yaml.safe_load(text)
+    assert set(PGVECTOR_LINES) <= set(text.splitlines())
+    assert (K8S / "components" / "pgvector" / "kustomization.yaml").is_file()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pgvector_moves_the_rag_service_to_postgres_by_its_service_name(
+    all_renders: dict[str, dict[str, Render]], overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    render = all_renders["pgvector"][overlay]
+    statefulset, _, container = postgres(render)
+    settings = rag_settings(render, monkeypatch)
+    assert settings.store == "pgvector"
+    assert settings.qdrant_url is not None, "the gateway's semantic cache keeps Qdrant"
+    assert settings.database_url is not None, "else the kit would start a Postgres in each pod"
+    rag = the_container(render.get("Deployment", "rag"))
+    url = urlsplit(environment(render, rag, with_secrets=True)["DATABASE_URL"])
+    assert url.scheme == "postgresql"
+
+    # DATABASE_URL names Postgres's Service, which selects its pod, on the port it listens on.
+    service = render.get("Service", url.hostname or "")
+    assert service["spec"]["clusterIP"] == "None", "headless: the StatefulSet's governing Service"
+    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
+    labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert selects(statefulset["spec"]["selector"]["matchLabels"], labels)
+    assert selects(service["spec"]["selector"], labels)
+    [port] = service["spec"]["ports"]
+    assert url.port == port["port"] == container_port(container, port["targetPort"]) == 5432
+
+    # The user and database initdb creates are the URL's; the password is the server's.
+    server = literal_variables(container)
+    assert (url.username, url.path) == (server["POSTGRES_USER"], "/" + server["POSTGRES_DB"])
+    secret, key = secret_key_refs(rag)["DATABASE_URL"]
+    assert (unhashed(secret), key) == ("postgres-secrets", "DATABASE_URL")
+    assert url.password == secret_value(render, secret, "POSTGRES_PASSWORD")
+    # A Secret, never a ConfigMap or a literal; and the RAG pod gets only its URL, not the
+    # server's password, nor the other way round (postgres_runs_locked_down below).
+    assert "DATABASE_URL" not in configmap_variables(render, rag) | set(literal_variables(rag))
+    assert "POSTGRES_PASSWORD" not in environment(render, rag, with_secrets=True)
+    assert "KIT_STORE" in configmap_variables(render, rag)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_postgres_runs_locked_down_on_its_volume_with_its_password_from_a_secret_file(
+    all_renders: dict[str, dict[str, Render]], overlay: str
+) -> None:
+    render = all_renders["pgvector"][overlay]
+    statefulset, pod, container = postgres(render)
+
+    # The restricted Pod Security Standard of the namespace, as for the kit's pods.
+    security = pod["securityContext"] | container["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] != 0
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False
+
+    # The image compose runs, pinned to a release of pgvector and a Postgres major version, whose
+    # data folder (PGDATA) is on the volume of the claim template, not on the read-only root.
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["postgres"]
+    assert container["image"] == compose["image"]
+    pinned = re.fullmatch(r"pgvector/pgvector:\d+\.\d+\.\d+-pg(\d+)", container["image"])
+    assert pinned, f"{container['image']} is not pinned to a release"
+    env = literal_variables(container)
+    assert env["PGDATA"] == f"/var/lib/postgresql/{pinned.group(1)}/docker"
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    [claim] = statefulset["spec"]["volumeClaimTemplates"]
+    assert mounts["/var/lib/postgresql"]["name"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert bytes_(claim["spec"]["resources"]["requests"]["storage"]) >= 2**30
+    assert statefulset["spec"]["replicas"] == 1, "one data folder, one server"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for path in ("/tmp", "/var/run/postgresql", "/dev/shm"):  # written to: socket, lock, shm
+        assert "emptyDir" in volumes[mounts[path]["name"]], path
+
+    # The password: a file from the Secret (POSTGRES_PASSWORD_FILE), never a variable, and only
+    # the server's key of that Secret is mounted.
+    assert not {"POSTGRES_PASSWORD", "DATABASE_URL"} & ({e["name"] for e in container["env"]})
+    assert "envFrom" not in container
+    password_file = Path(env["POSTGRES_PASSWORD_FILE"])
+    mount = mounts[str(password_file.parent)]
+    assert mount["readOnly"] is True
+    secret = volumes[mount["name"]]["secret"]
+    assert unhashed(secret["secretName"]) == "postgres-secrets"
+    assert secret["items"] == [{"key": "POSTGRES_PASSWORD", "path": password_file.name}]
+    assert secret["defaultMode"] & 0o007 == 0, "not readable by other users"
+
+    # Memory requested at its limit; the probes ask the server over TCP, as the kit connects.
+    resources = container["resources"]
+    assert cores(resources["requests"]["cpu"]) <= cores(resources["limits"]["cpu"])
+    assert resources["requests"]["memory"] == resources["limits"]["memory"]
+    for kind in ("startup", "readiness", "liveness"):
+        command = container[f"{kind}Probe"]["exec"]["command"]
+        assert command[0] == "pg_isready", kind
+        assert "--host=127.0.0.1" in command, f"{kind}: the socket answers during initdb"
+        assert f"--port={container_port(container, 'postgres')}" in command
+        assert f"--username={env['POSTGRES_USER']}" in command
+        assert f"--dbname={env['POSTGRES_DB']}" in command

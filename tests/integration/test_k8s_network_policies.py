@@ -9,7 +9,9 @@ defines them (https://kubernetes.io/docs/concepts/services-networking/network-po
   the receiver's ingress.
 `allows()` below is that evaluation; the tests ask it about the flows the kit needs, the ones it
 must never have (the cloud metadata service, private networks), and a broken copy of the policies,
-to show the checks would catch the mistake.
+to show the checks would catch the mistake. Every check runs on the overlays as shipped and with
+the opt-in Postgres component (components/pgvector), whose own flows are checked at the end: only
+the RAG service and the ingest job reach Postgres, on 5432, and Postgres reaches nothing.
 """
 
 from __future__ import annotations
@@ -101,9 +103,25 @@ DENIED: list[tuple[Direction, str, Peer, str, int]] = [
 ]
 
 
+STORES = ("qdrant", "pgvector")  # as shipped; with the pgvector component turned on
+
+
 @pytest.fixture(scope="module")
-def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Render]:
-    return render_overlays(tmp_path_factory.mktemp("k8s-policies"))
+def all_renders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Render]]:
+    return {
+        store: render_overlays(
+            tmp_path_factory.mktemp(f"k8s-policies-{store}"), pgvector=store == "pgvector"
+        )
+        for store in STORES
+    }
+
+
+@pytest.fixture(scope="module", params=STORES)
+def renders(
+    all_renders: dict[str, dict[str, Render]], request: pytest.FixtureRequest
+) -> dict[str, Render]:
+    """The overlays of one store: every test that takes this runs for both."""
+    return all_renders[request.param]
 
 
 # --- Kubernetes' evaluation of NetworkPolicies -----------------------------------------------
@@ -338,3 +356,130 @@ def test_the_checks_catch_a_broken_copy_of_the_policies(renders: dict[str, Rende
     rag_policy = next(p for p in everywhere if p["metadata"]["name"] == "rag")
     rag_policy["spec"]["egress"].append({"ports": [{"protocol": "TCP", "port": 443}]})
     assert open_network_problems(everywhere) != []
+
+
+# --- Postgres with pgvector (components/pgvector): the RAG service and the ingest job only -------
+
+POSTGRES_PORT = 5432
+RAG = Peer(OWN, {NAME: "rag"})
+INGEST_JOB = Peer(OWN, {NAME: "pipelines"})  # a `kit ingest` pod of the pipelines image
+# Connections to Postgres, from a sender (a pod of the kit's namespace unless it says otherwise),
+# on a port: each must be allowed at both ends, or refused by Postgres's own policy, whatever the
+# sender's policies allow (a widened egress rule elsewhere must not open Postgres).
+TO_POSTGRES_ALLOWED: list[tuple[Peer, int]] = [(RAG, POSTGRES_PORT), (INGEST_JOB, POSTGRES_PORT)]
+TO_POSTGRES_DENIED: list[tuple[Peer, int]] = [
+    (Peer(OWN, {NAME: "gateway"}), POSTGRES_PORT),  # the gateway has no business there
+    (Peer(OWN, {NAME: "debug-shell"}), POSTGRES_PORT),
+    (Peer(OWN, {}), POSTGRES_PORT),  # a pod without labels
+    (Peer("default", {NAME: "rag"}), POSTGRES_PORT),  # a `rag` of another namespace
+    (PROMETHEUS, POSTGRES_PORT),
+    (INGRESS_CONTROLLER, POSTGRES_PORT),
+    (Peer(ip="203.0.113.5"), POSTGRES_PORT),  # the internet
+    (RAG, 5433),
+    (RAG, 22),
+]
+
+
+def postgres_pod(render: Render) -> dict[str, str]:
+    labels: dict[str, str] = render.get("StatefulSet", "postgres")["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    return labels
+
+
+def reaches_postgres(
+    policies: list[Manifest], namespace: str, postgres: dict[str, str], sender: Peer, port: int
+) -> bool:
+    """Whether `sender` may connect to the Postgres pod: its own egress (for a pod of the kit's
+    namespace, whose policies these are) and Postgres's ingress."""
+    receiving = allows(policies, namespace, "ingress", postgres, sender, "TCP", port)
+    if sender.ip is not None or sender.namespace is not OWN:
+        return receiving  # the sender's own policies are not the kit's
+    target = Peer(OWN, postgres)
+    return receiving and allows(policies, namespace, "egress", sender.labels, target, "TCP", port)
+
+
+def postgres_problems(
+    policies: list[Manifest], namespace: str, postgres: dict[str, str]
+) -> list[str]:
+    """The Postgres flows that are not as they must be, as readable lines."""
+    problems = [
+        f"{sender} cannot reach Postgres on {port}"
+        for sender, port in TO_POSTGRES_ALLOWED
+        if not reaches_postgres(policies, namespace, postgres, sender, port)
+    ]
+    problems += [
+        f"Postgres accepts {sender} on {port}"
+        for sender, port in TO_POSTGRES_DENIED
+        if allows(policies, namespace, "ingress", postgres, sender, "TCP", port)
+    ]
+    # Postgres itself opens no connection: not to the internet, the kit's pods or other servers.
+    for target, port in [
+        (Peer(ip="104.18.7.192"), 443),
+        (Peer(ip="169.254.169.254"), 80),
+        (Peer(OWN, {NAME: "rag"}), 8001),
+        (Peer(OWN, {NAME: "gateway"}), 8000),
+        (Peer("qdrant", {NAME: "qdrant"}), 6333),
+    ]:
+        if allows(policies, namespace, "egress", postgres, target, "TCP", port):
+            problems.append(f"Postgres reaches {target} on {port}")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_rag_service_and_the_ingest_job_reach_postgres(
+    all_renders: dict[str, dict[str, Render]], overlay: str
+) -> None:
+    render = all_renders["pgvector"][overlay]
+    policies = render.all("NetworkPolicy")
+    postgres = postgres_pod(render)
+    deny = next(p for p in policies if p["metadata"]["name"] == "default-deny-all")
+    assert matches(deny["spec"]["podSelector"], postgres), "the default deny covers Postgres"
+    assert postgres_problems(policies, NAMESPACE[overlay], postgres) == []
+    # The port the policies open is the one Postgres listens on and its Service serves.
+    [container] = render.get("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"]
+    assert [p["containerPort"] for p in container["ports"]] == [POSTGRES_PORT]
+    assert [p["port"] for p in render.get("Service", "postgres")["spec"]["ports"]] == [
+        POSTGRES_PORT
+    ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_without_the_component_no_pod_may_reach_a_postgres(
+    all_renders: dict[str, dict[str, Render]], overlay: str
+) -> None:
+    policies = all_renders["qdrant"][overlay].all("NetworkPolicy")
+    target = Peer(OWN, {NAME: "postgres"})
+    for sender in (RAG, INGEST_JOB):
+        assert not allows(
+            policies, NAMESPACE[overlay], "egress", sender.labels, target, "TCP", POSTGRES_PORT
+        ), sender
+
+
+def test_the_postgres_checks_catch_a_broken_copy(
+    all_renders: dict[str, dict[str, Render]],
+) -> None:
+    """Not vacuous: Postgres's ingress opened to the whole namespace or to every namespace, or the
+    RAG service's egress rule to it dropped, fails the checks above."""
+    render = all_renders["pgvector"]["production"]
+    namespace = NAMESPACE["production"]
+    postgres = postgres_pod(render)
+    policies = render.all("NetworkPolicy")
+
+    # 1. "Let the namespace in": any pod of it may connect, the gateway and a debug shell too;
+    # "let every namespace in": the other namespace's `rag` and Prometheus as well.
+    widenings: list[tuple[Manifest, tuple[str, str]]] = [
+        ({"podSelector": {}}, ("'gateway'", "debug-shell")),
+        ({"namespaceSelector": {}}, ("namespace='default'", "prometheus")),
+    ]
+    for peer, caught in widenings:
+        widened = copy.deepcopy(policies)
+        policy = next(p for p in widened if p["metadata"]["name"] == "postgres")
+        policy["spec"]["ingress"][0]["from"] = [peer]
+        problems = postgres_problems(widened, namespace, postgres)
+        for sender in caught:
+            assert any(sender in problem for problem in problems), (sender, problems)
+
+    # 2. The sending end forgotten: Postgres accepts the RAG service, which may not send.
+    no_egress = [p for p in policies if p["metadata"]["name"] != "allow-to-postgres"]
+    assert any("cannot reach" in p for p in postgres_problems(no_egress, namespace, postgres))

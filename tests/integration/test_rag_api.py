@@ -16,7 +16,7 @@ from qdrant_client import QdrantClient
 from kit.llm.gateway_client import GatewayClient
 from kit.llm.local_client import LocalClient
 from kit.rag.ingest import IngestOptions, ingest
-from kit.rag.store import ChunkStore
+from kit.rag.qdrant_store import QdrantStore
 from kit.rag_service.app import create_app
 from kit.rag_service.settings import RagSettings
 from kit.web.embedded import EmbeddedServer
@@ -46,7 +46,7 @@ def corpus(tmp_path: Path) -> Path:
 def rag(
     tmp_path: Path, corpus: Path, upstream: FakeUpstream, local_client: LocalClient
 ) -> Iterator[TestClient]:
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     settings = RagSettings(
         _env_file=None,
@@ -228,7 +228,7 @@ def test_answer_evaluation_measures_citations_support_and_refusals(
     from kit.rag_service.app import rag_service_with
     from kit.rag_service.metrics import RagMetrics
 
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     settings = RagSettings(_env_file=None, environment="test", model="chain")  # type: ignore[call-arg]
     upstream.default = ok("Background tasks run after the response is sent [1].")

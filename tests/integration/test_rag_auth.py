@@ -18,7 +18,7 @@ from qdrant_client import QdrantClient
 from kit.llm.local_client import LocalClient
 from kit.llm.scripted import ScriptedModel
 from kit.rag.ingest import IngestOptions, ingest
-from kit.rag.store import ChunkStore
+from kit.rag.qdrant_store import QdrantStore
 from kit.rag_service.app import create_app
 from kit.rag_service.auth import add_key, revoke_key
 from kit.rag_service.settings import RagSettings
@@ -36,7 +36,7 @@ def service(tmp_path: Path, local_client: LocalClient) -> Iterator[tuple[TestCli
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "cookies.md").write_text("# Cookies\n\nRead a cookie with the Cookie parameter.")
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([docs], store, local_client.embedder, IngestOptions(), root=docs)
     settings = RagSettings(
         _env_file=None,  # type: ignore[call-arg]

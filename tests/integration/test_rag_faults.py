@@ -27,7 +27,8 @@ from kit.rag.documents import Document
 from kit.rag.ingest import IngestOptions, ingest
 from kit.rag.loaders import load_file
 from kit.rag.paths import DocsRoot, discover
-from kit.rag.store import ChunkStore, StoreUnavailableError
+from kit.rag.qdrant_store import QdrantStore
+from kit.rag.store import StoreUnavailableError
 from kit.rag_service.app import create_app
 from kit.rag_service.settings import RagSettings
 from tests.support.qdrant_faults import URL, FlakyQdrant
@@ -125,7 +126,7 @@ def test_ask_and_readyz_answer_503_and_the_log_names_the_unreachable_qdrant(
     assert asked.status_code == 503, asked.text
     error = asked.json()["error"]
     assert error["type"] == "store_unavailable"
-    assert "Qdrant, where the documents are indexed, is unreachable" in error["message"]
+    assert "The store where the documents are indexed is unreachable" in error["message"]
     assert asked.headers["x-request-id"] in error["message"]
     for response in (ready, asked):  # the address and the library's words stay in the log
         assert url not in response.text and "Error" not in response.text
@@ -141,7 +142,7 @@ def test_the_service_starts_while_qdrant_is_down_and_recovers_without_a_restart(
     tmp_path: Path, corpus: Path, local_client: LocalClient
 ) -> None:
     flaky = FlakyQdrant(QdrantClient(":memory:"))
-    store = ChunkStore(cast(QdrantClient, flaky), "docs")
+    store = QdrantStore(cast(QdrantClient, flaky), "docs")
     ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     flaky.down = True
     app = create_app(
@@ -171,15 +172,15 @@ def test_the_service_starts_while_qdrant_is_down_and_recovers_without_a_restart(
 
 
 @pytest.fixture
-def flaky_store() -> Iterator[tuple[FlakyQdrant, ChunkStore]]:
+def flaky_store() -> Iterator[tuple[FlakyQdrant, QdrantStore]]:
     flaky = FlakyQdrant(QdrantClient(":memory:"))
-    store = ChunkStore(cast(QdrantClient, flaky), "docs")
+    store = QdrantStore(cast(QdrantClient, flaky), "docs")
     yield flaky, store
     flaky.real.close()
 
 
 def test_an_ingest_stopped_by_a_qdrant_outage_resumes_with_every_chunk_once(
-    corpus: Path, flaky_store: tuple[FlakyQdrant, ChunkStore], local_client: LocalClient
+    corpus: Path, flaky_store: tuple[FlakyQdrant, QdrantStore], local_client: LocalClient
 ) -> None:
     flaky, store = flaky_store
     expected = expected_chunk_ids(corpus)  # 6 pages of 2 chunks
@@ -207,7 +208,7 @@ def test_an_ingest_stopped_by_a_qdrant_outage_resumes_with_every_chunk_once(
 
 
 def test_an_outage_between_storing_and_deleting_leaves_extra_chunks_never_missing_ones(
-    corpus: Path, flaky_store: tuple[FlakyQdrant, ChunkStore], local_client: LocalClient
+    corpus: Path, flaky_store: tuple[FlakyQdrant, QdrantStore], local_client: LocalClient
 ) -> None:
     """A changed page's new chunks are stored before its old ones are deleted: an outage in
     between leaves both, never neither, and the re-run removes the stale ones."""

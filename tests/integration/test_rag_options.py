@@ -22,9 +22,9 @@ from kit.llm.local_client import LocalClient
 from kit.llm.local_models import MINILM
 from kit.llm.scripted import ScriptedModel
 from kit.rag.ingest import IngestOptions, ingest
+from kit.rag.qdrant_store import QdrantStore
 from kit.rag.rerank import CrossEncoderReranker, load_reranker
 from kit.rag.retrieval import Retriever
-from kit.rag.store import ChunkStore
 from kit.rag_service.app import create_app
 from kit.rag_service.service import AskResult
 from kit.rag_service.settings import RagSettings
@@ -73,12 +73,12 @@ def test_ingesting_through_the_gateway_gives_the_in_process_vectors_and_results(
         texts = [f"sentence number {n} about path parameters" for n in range(7)]
         np.testing.assert_allclose(remote.embed(texts), local.embed(texts), atol=1e-5)
 
-        by_gateway = ChunkStore(QdrantClient(":memory:"), "docs")
+        by_gateway = QdrantStore(QdrantClient(":memory:"), "docs")
         report = ingest([corpus], by_gateway, remote, IngestOptions(), root=corpus)
         question = "how do I run work after sending the response?"
         remote_ids = [h.chunk_id for h in Retriever(by_gateway, remote.embed).search(question)]
 
-    in_process = ChunkStore(QdrantClient(":memory:"), "docs")
+    in_process = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([corpus], in_process, local, IngestOptions(), root=corpus)
     local_ids = [h.chunk_id for h in Retriever(in_process, local.embed).search(question)]
 
@@ -90,7 +90,7 @@ def test_ingesting_through_the_gateway_gives_the_in_process_vectors_and_results(
 def test_an_index_refuses_vectors_and_queries_from_another_embedder(
     corpus: Path, gateway: EmbeddedServer, local_client: LocalClient
 ) -> None:
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     with GatewayClient(gateway.url, api_key=KEY) as client:
         other = GatewayEmbedder(client, "fake-embed")
         ingest([corpus], store, other, IngestOptions(), root=corpus)
@@ -127,7 +127,7 @@ def test_the_reranker_orders_the_first_stage_by_its_own_scores(
 ) -> None:
     from sentence_transformers import CrossEncoder
 
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     reranker = load_reranker(str(cross_encoder))
     retriever = Retriever(store, local_client.embedder.embed, reranker=reranker, rerank_depth=4)
@@ -153,7 +153,7 @@ def test_the_answer_reports_rerank_time_when_a_reranker_is_set(
     upstream: FakeUpstream,
     local_client: LocalClient,
 ) -> None:
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     settings = RagSettings(
         _env_file=None,  # type: ignore[call-arg]
@@ -238,7 +238,7 @@ def test_answer_evaluation_adds_the_judges_faithfulness(
     from kit.rag_service.app import rag_service_with
     from kit.rag_service.metrics import RagMetrics
 
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     settings = RagSettings(_env_file=None, environment="test", model="chain")  # type: ignore[call-arg]
     upstream.script(  # answer 1, its verdict, answer 2, its verdict; question 3 is refused
@@ -306,7 +306,7 @@ def test_an_answer_embeds_its_question_once_whatever_it_retrieves(
     from kit.rag_service.app import rag_service_with
     from kit.rag_service.metrics import RagMetrics
 
-    store = ChunkStore(QdrantClient(":memory:"), "docs")
+    store = QdrantStore(QdrantClient(":memory:"), "docs")
     ingest([corpus], store, local_client.embedder, IngestOptions(), root=corpus)
     settings = RagSettings(
         _env_file=None,  # type: ignore[call-arg]

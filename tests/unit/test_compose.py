@@ -7,18 +7,24 @@ from __future__ import annotations
 import configparser
 import re
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 
-from kit.core.settings import env_names
+from kit.core.settings import env_names, load_settings
 from kit.gateway.settings import GatewaySettings
 from kit.rag_service.settings import RagSettings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (REPO / "docker-compose.yml").read_text()
+# The file without its comments, which show examples (the pgvector override) compose never reads.
+COMPOSE_CODE = "\n".join(
+    line for line in COMPOSE_TEXT.splitlines() if not line.lstrip().startswith("#")
+)
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 KIT_SERVICES = {"gateway", "rag", "pipelines"}  # built from deploy/docker/Dockerfile
@@ -33,6 +39,14 @@ REQUIRED = {
     "MLFLOW_FLASK_SECRET_KEY",
     "GRAFANA_ADMIN_PASSWORD",
 }
+# Compose secrets (files in /run/secrets) and the variable each is read from: only when a service
+# that lists it is created, so not required by the file as a whole. `make compose-secrets` writes
+# these too.
+SECRET_SOURCES: dict[str, str] = {
+    name: secret["environment"] for name, secret in COMPOSE.get("secrets", {}).items()
+}
+# The opt-in Postgres with pgvector (profile `pgvector`), the RAG store's second back end.
+POSTGRES = SERVICES["postgres"]
 
 
 def interpolated(value: str, **values: str) -> str:
@@ -108,13 +122,14 @@ def test_named_volumes_are_declared_and_every_declared_one_is_used() -> None:
 
 
 def test_required_secrets_stop_compose_with_a_message_and_none_is_written_in() -> None:
-    required = dict(re.findall(r"\$\{([A-Z_]+):\?([^}]+)\}", COMPOSE_TEXT))
+    required = dict(re.findall(r"\$\{([A-Z_]+):\?([^}]+)\}", COMPOSE_CODE))
     assert set(required) == REQUIRED
     assert all(len(message.split()) >= 4 for message in required.values())  # says what to do
     # Every use is a required one: a bare ${REDIS_PASSWORD} would quietly become "" when unset.
-    for name in REQUIRED:
+    for name in REQUIRED | set(SECRET_SOURCES.values()):
         uses = re.findall(r"\$\{" + name + r"([^A-Z_][^}]*)?\}", COMPOSE_TEXT)
-        assert uses and all(use.startswith(":?") for use in uses), name
+        assert all(use.startswith(":?") for use in uses), name
+        assert uses or name in SECRET_SOURCES.values(), name
 
     secret_like = re.compile(r"(KEY|PASSWORD|TOKEN|SECRET)$")
     for name, service in SERVICES.items():
@@ -231,6 +246,95 @@ def test_the_mlflow_image_adds_the_auth_packages_the_tests_pin() -> None:
     assert re.search(r"^USER [1-9]\d*$", dockerfile, re.M), "the server runs as a non-root user"
 
 
+# --- Postgres with pgvector: opt-in (profile `pgvector`), its password a compose secret ---------
+
+
+def pgvector_override() -> dict[str, Any]:
+    """The docker-compose.override.yml that the comment above the postgres service shows."""
+    lines = COMPOSE_TEXT.splitlines()
+    start = next(i for i, line in enumerate(lines) if "create docker-compose.override.yml" in line)
+    end = next(i for i in range(start, len(lines)) if lines[i].lstrip().startswith("#   3."))
+    body = [line.strip().removeprefix("#") for line in lines[start + 1 : end]]
+    override: dict[str, Any] = yaml.safe_load(textwrap.dedent("\n".join(body)))
+    return override
+
+
+def test_postgres_is_opt_in_and_the_rag_service_stays_on_qdrant() -> None:
+    assert POSTGRES["profiles"] == ["pgvector"], "`docker compose up` must not start it"
+    for name, service in SERVICES.items():
+        if "profiles" not in service:  # what `up` starts: none of it waits for Postgres
+            assert "postgres" not in service.get("depends_on", {}), name
+    # The kit's containers keep the default store, Qdrant: nothing sets KIT_STORE or DATABASE_URL.
+    for name in KIT_SERVICES:
+        assert not {"KIT_STORE", "DATABASE_URL"} & set(SERVICES[name]["environment"]), name
+    assert RagSettings.model_fields["store"].default == "qdrant"
+
+
+def test_postgres_gets_its_password_from_a_compose_secret_never_a_literal() -> None:
+    environment = POSTGRES["environment"]
+    assert "POSTGRES_PASSWORD" not in environment, "the _FILE form: not in `docker inspect`"
+    [secret] = POSTGRES["secrets"]
+    assert environment["POSTGRES_PASSWORD_FILE"] == f"/run/secrets/{secret}"
+    # The secret's value comes from .env (make compose-secrets), not a file or text in the repo.
+    assert COMPOSE["secrets"][secret] == {"environment": "POSTGRES_PASSWORD"}
+    others = [name for name, s in SERVICES.items() if secret in s.get("secrets", [])]
+    assert others == ["postgres"], "only Postgres gets its password file"
+    # ...and the file names the variable only as that source: no service is given it, or a URL
+    # with it, by default (the RAG service only through the override below).
+    assert re.findall(r"POSTGRES_PASSWORD(?!_FILE)", COMPOSE_CODE) == ["POSTGRES_PASSWORD"]
+
+
+def test_postgres_image_is_pinned_and_keeps_its_data_on_the_volume_postgres_18_expects() -> None:
+    pinned = re.fullmatch(r"pgvector/pgvector:(\d+\.\d+\.\d+)-pg(\d+)", POSTGRES["image"])
+    assert pinned, f"{POSTGRES['image']}: pin a pgvector release and a Postgres major version"
+    assert int(pinned.group(2)) >= 18
+    # From 18 on, the image keeps PGDATA in /var/lib/postgresql/MAJOR/docker and refuses a
+    # volume at the old /var/lib/postgresql/data.
+    assert POSTGRES["volumes"] == ["postgres-data:/var/lib/postgresql"]
+    assert all(port.startswith("127.0.0.1:") for port in POSTGRES.get("ports", []))
+
+
+def test_postgres_health_check_asks_the_server_the_kit_connects_to() -> None:
+    check = POSTGRES["healthcheck"]["test"]
+    assert check[:2] == ["CMD", "pg_isready"]
+    # TCP, not the socket, which the image's temporary initdb server answers on too early.
+    assert "--host=127.0.0.1" in check and "--port=5432" in check
+    environment = POSTGRES["environment"]
+    assert f"--username={environment['POSTGRES_USER']}" in check
+    assert f"--dbname={environment['POSTGRES_DB']}" in check
+    assert not [arg for arg in check if "PASSWORD" in arg], "pg_isready needs no password"
+
+
+def test_the_documented_override_moves_rag_and_ingest_to_postgres(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services = pgvector_override()["services"]
+    assert set(services) == {"rag", "pipelines"}  # the RAG service, and `kit ingest`'s job
+    environment = POSTGRES["environment"]
+    for name, override in services.items():
+        variables = override["environment"]
+        assert variables["KIT_STORE"] == "pgvector"
+        assert override["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+        # The password from .env, required, as the other servers' are.
+        template = variables["DATABASE_URL"]
+        assert re.search(r"\$\{POSTGRES_PASSWORD:\?[^}]*make compose-secrets[^}]*\}", template)
+        url = urlsplit(interpolated(template, POSTGRES_PASSWORD="secret-from-env"))
+        assert (url.scheme, url.hostname, url.port) == ("postgresql", "postgres", 5432)
+        assert url.hostname in SERVICES
+        assert (url.username, url.password) == (environment["POSTGRES_USER"], "secret-from-env")
+        assert url.path == "/" + environment["POSTGRES_DB"]
+
+        # The merged environment is one the kit accepts, and it selects Postgres.
+        merged = {**SERVICES[name]["environment"], **variables}
+        assert set(variables) <= set(env_names(RagSettings).values())
+        with monkeypatch.context() as env:
+            for variable, value in merged.items():
+                if isinstance(value, str):
+                    env.setenv(variable, interpolated(value))
+            settings = load_settings(RagSettings, _env_file=None)
+        assert settings.store == "pgvector" and settings.database_url is not None
+
+
 def version(tag: str) -> tuple[int, ...]:
     """(8, 10, 2) from an image tag such as 8.10.2-alpine or v1.20.0."""
     match = re.match(r"v?(\d+)\.(\d+)\.(\d+)", tag)
@@ -294,6 +398,7 @@ def test_compose_secrets_writes_each_missing_one_once_and_keeps_the_rest(tmp_pat
     values = dict(line.split("=", 1) for line in assignments)
     assert values["REDIS_PASSWORD"] == "kept" and values["X"] == "1"
     generated = REQUIRED - {"GATEWAY_API_KEY", "REDIS_PASSWORD"}  # the gateway key: compose-key
+    generated |= set(SECRET_SOURCES.values())  # POSTGRES_PASSWORD, for the profile pgvector
     assert {name for name in values if len(values[name]) == 43} == generated  # 32 bytes, base64
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+", values[name]) for name in generated)  # URL-safe
     assert written.count("GRAFANA_ADMIN_PASSWORD=") == 1, "the empty line was replaced"

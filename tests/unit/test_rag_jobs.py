@@ -122,7 +122,7 @@ def test_a_failed_job_says_what_failed_but_not_the_exceptions_text() -> None:
     job = finished(jobs, submit(jobs).id)
 
     assert job.status == "failed" and job.error is not None
-    assert "Qdrant" in job.error and "unreachable" in job.error and job.id in job.error
+    assert "store" in job.error and "unreachable" in job.error and job.id in job.error
     assert "qdrant.internal" not in job.error
     jobs.close()
 

@@ -1,6 +1,7 @@
 """REDIS_URL carries Redis's password (redis://kit:PASSWORD@redis:6379/0), so the kit treats it
 as a secret: masked in repr and logs, readable from REDIS_URL_FILE, never repeated in an error,
-and refused in production while its password is a placeholder copied from an example."""
+and refused in production while its password is a placeholder copied from an example. DATABASE_URL
+(KIT_STORE=pgvector) is treated alike."""
 
 from __future__ import annotations
 
@@ -87,3 +88,41 @@ def test_production_refuses_a_placeholder_password_and_accepts_a_real_one(
     monkeypatch.setenv("KIT_ENV", "development")
     monkeypatch.setenv("REDIS_URL", "redis://default:changeme@redis:6379/0")
     assert load_settings(KitSettings, _env_file=None).redis_url is not None
+
+
+# DATABASE_URL (KIT_STORE=pgvector) carries Postgres's password the same way.
+PG_URL = f"postgresql://kit:{PASSWORD}@postgres:5432/kit"
+
+
+def test_the_database_url_is_a_secret_refused_in_production_with_a_placeholder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", PG_URL)
+    settings = load_settings(KitSettings, _env_file=None)
+    assert PASSWORD not in repr(settings) and PASSWORD not in str(settings.model_dump())
+
+    monkeypatch.setenv("KIT_ENV", "production")
+    for placeholder in (
+        "postgresql://kit:changeme@postgres:5432/kit",
+        "host=postgres dbname=kit user=kit password=changeme",
+    ):
+        monkeypatch.setenv("DATABASE_URL", placeholder)
+        with pytest.raises(ConfigError, match=r"DATABASE_URL.*password is a placeholder"):
+            load_settings(KitSettings, _env_file=None)
+    monkeypatch.setenv("DATABASE_URL", PG_URL)
+    assert load_settings(KitSettings, _env_file=None).database_url is not None
+    # A socket and no password (peer authentication on the same host) is the operator's call.
+    monkeypatch.setenv("DATABASE_URL", "host=/run/postgresql dbname=kit")
+    assert load_settings(KitSettings, _env_file=None).database_url is not None
+
+
+def test_a_database_url_of_another_scheme_says_what_is_expected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"mysql://kit:{PASSWORD}@db:3306/kit")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(KitSettings, _env_file=None)
+
+    message = str(caught.value)
+    assert "postgresql://USER:PASSWORD@HOST:5432/DB" in message and PASSWORD not in message

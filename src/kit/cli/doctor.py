@@ -252,6 +252,13 @@ def check_servers(settings: KitSettings) -> Iterator[Check]:
             "start Qdrant (`docker compose up -d qdrant`)",
             headers,
         )
+    if settings.store == "pgvector":
+        if settings.database_url is None:
+            folder = settings.data_dir / "postgres"
+            detail = f"KIT_STORE=pgvector, DATABASE_URL unset: the kit starts Postgres at {folder}"
+            yield Check("servers", "postgres", Status.INFO, detail)
+        else:
+            yield _postgres_probe(settings.database_url.get_secret_value(), timeout)
     if settings.redis_url is None:
         yield Check("servers", "redis", Status.INFO, "REDIS_URL unset: in-memory cache and limits")
     else:
@@ -328,6 +335,48 @@ def _redis_probe(url: str, timeout: float) -> Check:
             "start Redis (`redis-server` or `docker compose up -d redis`), or fix REDIS_URL",
         )
     return Check("servers", "redis", Status.OK, f"{shown} answered PING")
+
+
+def _postgres_probe(url: str, timeout: float) -> Check:
+    """Connect to DATABASE_URL and ask for pgvector: the store needs both."""
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        fix = "pip install -e '.[rag]'"
+        return Check("servers", "postgres", Status.FAIL, "psycopg is missing", fix)
+    parts = conninfo_to_dict(url)
+    shown = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname')}"
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, round(timeout))) as conn:
+            row = conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ).fetchone()
+            available = conn.execute(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+            ).fetchone()
+    except psycopg.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Check(
+            "servers",
+            "postgres",
+            Status.FAIL,
+            f"{shown} unreachable ({first_line})",
+            "start it (`docker compose --profile pgvector up -d postgres`), or fix DATABASE_URL",
+        )
+    if row is not None:
+        return Check("servers", "postgres", Status.OK, f"{shown} answered; pgvector {row[0]}")
+    if available is not None:  # `kit ingest` creates it when the user may
+        detail = f"{shown} answered; pgvector installed, not yet enabled in this database"
+        fix = "`kit ingest` enables it (CREATE EXTENSION vector) if this user may"
+        return Check("servers", "postgres", Status.WARN, detail, fix)
+    return Check(
+        "servers",
+        "postgres",
+        Status.FAIL,
+        f"{shown} answered, but has no pgvector",
+        "use a Postgres with pgvector (the pgvector/pgvector image, or a managed one with it)",
+    )
 
 
 def _without_password(url: str) -> str:

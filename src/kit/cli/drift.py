@@ -95,7 +95,7 @@ def drift(
     from kit.drift.corpus import require_corpus
     from kit.drift.run import DriftOptions, collect_windows, run_drift
     from kit.drift.score import Thresholds
-    from kit.rag.store import ChunkStore
+    from kit.rag.store import open_store
     from kit.rag_service.settings import RagSettings
     from kit.runtime import open_embedder
 
@@ -127,7 +127,7 @@ def drift(
     # Everything that can fail fast does, before the embedding model loads (seconds).
     now = datetime.now(UTC)
     windows = collect_windows(options, now)
-    with ChunkStore.open(settings, options.collection) as store:
+    with open_store(settings, options.collection) as store:
         require_corpus(store)
         with open_embedder(settings) as embedder:
             result = run_drift(

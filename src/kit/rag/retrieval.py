@@ -2,7 +2,7 @@
 optional rerank stage. Used by the RAG service, `kit search` and the evaluation harness alike.
 
     hybrid (default): the top candidates of dense and of keyword search, fused by reciprocal
-    rank fusion (RRF), computed by Qdrant itself (ChunkStore.search).
+    rank fusion (RRF), computed by the store itself (ChunkStore.search: Qdrant or Postgres).
 
 RRF needs no score calibration between the two lists (cosine similarities and BM25 scores live
 on different scales), which is why it is the usual default for hybrid search. With a reranker
@@ -24,12 +24,12 @@ from opentelemetry.util.types import AttributeValue
 
 from kit.core.tracing import GenAI, record_content, tracer
 from kit.rag import sparse
-from kit.rag.store import ChunkStore, Hit, to_filter
+from kit.rag.store import ChunkStore, Hit
 
 if TYPE_CHECKING:
     from kit.rag.rerank import Reranker
 
-__all__ = ["Hit", "Mode", "Retrieved", "Retriever", "to_filter"]
+__all__ = ["Hit", "Mode", "Retrieved", "Retriever"]
 
 Mode = Literal["hybrid", "dense", "keyword"]
 EmbedQuery = Callable[[list[str]], npt.NDArray[np.float32]]

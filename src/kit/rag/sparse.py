@@ -4,7 +4,8 @@ A dense embedding knows "path parameter" is close to "route variable", but may m
 identifier like `Annotated` or `HTTPException`; keyword search catches those. We write the BM25
 term-frequency part into each chunk's sparse vector, and Qdrant multiplies in the inverse
 document frequency at query time (the collection's `Modifier.IDF`), so the IDF is always that
-of the collection as it is now, with no corpus statistics to keep up to date here.
+of the collection as it is now, with no corpus statistics to keep up to date here. The pgvector
+store keeps the same weights in a term table and applies the same IDF in SQL (pgvector_store.py).
 
     text -> lower case -> words (letters, digits, "_") -> drop stop words -> Snowball stem
          -> index = crc32(stem), value = tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg_len))

@@ -1,120 +1,56 @@
-"""The chunk store: one Qdrant collection with a dense vector and a BM25 sparse vector per chunk.
+"""The chunk store: what ingestion, retrieval, drift and the RAG service need from a vector
+database, and the two databases that provide it.
 
-    point id = chunk id (a content hash)    vectors: "dense" (384-d, cosine), "bm25" (sparse, IDF)
-    payload  = doc_id, chunk_index, text, title, heading_path, source, path, meta{...}
-    metadata = {"embedder": "all-minilm-l6-v2", "doc_ids": "relative-to-KIT_DOCS_ROOT"}
+    ChunkStore (this protocol)
+      ├── QdrantStore    src/kit/rag/qdrant_store.py    KIT_STORE=qdrant (default): embedded
+      │                                                 under KIT_DATA_DIR/qdrant, or QDRANT_URL
+      └── PgvectorStore  src/kit/rag/pgvector_store.py  KIT_STORE=pgvector: Postgres at
+                                                        DATABASE_URL, or one the kit starts
 
-`source` and `path` are relative to KIT_DOCS_ROOT, as ids are (src/kit/rag/paths.py): no
-server path is stored, so none can reach a client in a citation. A collection built by an
-earlier kit, whose ids were relative to whichever folder was named and whose sources were
-absolute paths, lacks the "doc_ids" mark: `check_collection` refuses it with the fix
-(`kit ingest --rebuild`), since ingesting into it would store each document again under its
-new id, next to the old copy.
+Both hold the same thing per chunk (its content-hash id, its document, text, title, headings,
+source path and metadata; a 384-d dense vector; BM25 term weights) and answer the same searches
+with the same scores: cosine similarity for dense, BM25 with the collection's IDF for keyword,
+and reciprocal rank fusion of the two for hybrid. `tests/integration/test_store_congruence.py`
+runs one corpus and one question set through both and compares the results.
 
-Qdrant runs embedded under KIT_DATA_DIR/qdrant by default (local mode: exact search, one process
-at a time), or is the server at QDRANT_URL: same code, same results. This module owns the
-Qdrant client and every query made with it: nothing else in ingestion, retrieval or drift creates
-one or calls it. It also turns the client's network errors into a `StoreUnavailableError` that
-says where Qdrant was expected and how to fix it.
+    with open_store(settings) as store:               # KIT_STORE, RAG_COLLECTION
+        store.search(vector=..., terms=..., k=5)      # dense, keyword, or both fused by RRF
 
-    with ChunkStore.open(settings) as store:      # RAG_COLLECTION, local mode or QDRANT_URL
-        store.search(vector=..., terms=..., k=5)  # dense, keyword, or both fused by RRF
+Ids and sources are relative to KIT_DOCS_ROOT (src/kit/rag/paths.py): no server path is stored,
+so none can reach a client in a citation. A collection built by an earlier kit, whose ids were
+relative to whichever folder was named, lacks the `DOC_IDS` mark: `check_collection` refuses it
+with the fix (`kit ingest --rebuild`).
 """
 
 from __future__ import annotations
 
-import functools
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Protocol, Self
 
-import httpx
 import numpy as np
 import numpy.typing as npt
-from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from kit.core.errors import ConfigError, KitError
 from kit.core.settings import KitSettings
-from kit.rag import sparse
 from kit.rag.chunk import Chunk
 
-DENSE, SPARSE = "dense", "bm25"
-_TOP_LEVEL = frozenset({"doc_id", "source", "title"})  # filter keys outside `meta`
 DOC_IDS = "relative-to-KIT_DOCS_ROOT"  # the id scheme, recorded in the collection's metadata
-P = ParamSpec("P")
-R = TypeVar("R")
+TOP_LEVEL_FILTERS = frozenset({"doc_id", "source", "title"})  # filter keys outside `meta`
+
+# Reciprocal rank fusion: a chunk's hybrid score is the sum, over the dense and the keyword
+# list, of 1 / (rank + RRF_K), rank counted from 0: the first of a list adds 1/2. Qdrant's
+# default constant is 2; both stores name it, so they rank hybrid results alike.
+RRF_K = 2
+
+Terms = tuple[list[int], list[float]]  # BM25 terms (sparse.py): (hashed term ids, weights)
 
 
 class StoreUnavailableError(KitError):
-    """Qdrant did not answer: connection refused or reset, no answer in time, or a proxy in
+    """The store did not answer: connection refused or reset, no answer in time, or a proxy in
     front of it said it is down. The RAG service answers 503; `kit ingest` exits 1."""
 
     type = "store_unavailable"
-
-
-def open_client(settings: KitSettings) -> QdrantClient:
-    if settings.qdrant_url is not None:
-        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        # A bounded timeout: a Qdrant that accepts connections but never answers must turn
-        # into a clear error, not a request that hangs (qdrant-client does not retry on its own).
-        return QdrantClient(
-            url=str(settings.qdrant_url), api_key=key, timeout=settings.qdrant_timeout_s
-        )
-    path = settings.data_dir / "qdrant"
-    path.mkdir(parents=True, exist_ok=True)
-    return QdrantClient(path=str(path))
-
-
-@contextmanager
-def outages_reported(client: QdrantClient) -> Iterator[None]:
-    """Raise qdrant-client's network errors as a `StoreUnavailableError` that says what to do.
-
-    qdrant-client wraps every transport failure (refused, reset, timed out) in a
-    `ResponseHandlingException`; a 502/503/504 comes from a proxy or load balancer whose Qdrant
-    is down. Any other error (a bad request, a missing collection) is a bug or a configuration
-    problem, and passes through unchanged.
-    """
-    try:
-        yield
-    except ResponseHandlingException as exc:
-        raise StoreUnavailableError(_unreachable(client, _reason(client, exc.source))) from exc
-    except UnexpectedResponse as exc:
-        if exc.status_code not in (502, 503, 504):
-            raise
-        reason = f"it answered {exc.status_code} {exc.reason_phrase}"
-        raise StoreUnavailableError(_unreachable(client, reason)) from exc
-
-
-def _reason(client: QdrantClient, source: Exception) -> str:
-    if isinstance(source, httpx.TimeoutException):
-        timeout = client.init_options.get("timeout")
-        return f"no answer within {timeout}s (KIT_QDRANT_TIMEOUT_S)"
-    return f"{type(source).__name__}: {source}"
-
-
-def _unreachable(client: QdrantClient, reason: str) -> str:
-    where = client.init_options.get("url") or client.init_options.get("host") or "QDRANT_URL"
-    return (
-        f"Qdrant is unreachable at {where} ({reason}). Start it (`docker compose up -d qdrant`) "
-        "or fix QDRANT_URL, then retry; `kit doctor` checks the connection. Without QDRANT_URL "
-        "the kit uses an embedded Qdrant under KIT_DATA_DIR/qdrant instead."
-    )
-
-
-def _reports_outages(
-    method: Callable[Concatenate[ChunkStore, P], R],
-) -> Callable[Concatenate[ChunkStore, P], R]:
-    """Decorates each `ChunkStore` method that talks to Qdrant (see `outages_reported`)."""
-
-    @functools.wraps(method)
-    def wrapper(self: ChunkStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        with outages_reported(self.client):
-            return method(self, *args, **kwargs)
-
-    return wrapper
 
 
 @dataclass(frozen=True)
@@ -131,309 +67,119 @@ class Hit:
     meta: dict[str, Any]
 
 
-def to_filter(filters: Mapping[str, str] | None) -> models.Filter | None:
-    """{"category": "tutorial"} -> payload condition meta.category == "tutorial"."""
-    if not filters:
-        return None
-    return models.Filter(
-        must=[
-            models.FieldCondition(
-                key=key if key in _TOP_LEVEL else f"meta.{key}",
-                match=models.MatchValue(value=value),
-            )
-            for key, value in filters.items()
-        ]
-    )
+class ChunkStore(Protocol):
+    """The operations every store provides; each raises `StoreUnavailableError` when its
+    database is down. Use one as a context manager so its connections are closed however the
+    block ends (Qdrant's local mode holds a lock on its folder until then)."""
 
+    collection: str
 
-class ChunkStore:
-    """The collection's operations; each raises `StoreUnavailableError` when Qdrant is down.
+    def __enter__(self) -> Self: ...
 
-    `client` is any QdrantClient: local mode, a server, or a test's wrapper that fails on cue.
-    Use it as a context manager (`with ChunkStore.open(settings) as store:`) so the client is
-    closed however the block ends; local mode holds a lock on its folder until then.
-    """
+    def __exit__(self, *exc_info: object) -> None: ...
 
-    def __init__(self, client: QdrantClient, collection: str) -> None:
-        self.client = client
-        self.collection = collection
+    def close(self) -> None: ...
 
-    @classmethod
-    def open(cls, settings: KitSettings, collection: str | None = None) -> ChunkStore:
-        """The store the settings name: QDRANT_URL or local mode, and RAG_COLLECTION."""
-        return cls(open_client(settings), collection or settings.collection)
-
-    def __enter__(self) -> ChunkStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @_reports_outages
     def ensure_collection(
         self, dimension: int, *, embedder: str, index_fields: Sequence[str] = ()
     ) -> None:
         """Create the collection if missing, recording which embedder fills it; refuse to add
-        vectors from another embedder to an existing one."""
-        if self.client.collection_exists(self.collection):
-            self.check_embedder(embedder)
-            self._check_ids(mark_if_empty=True)
-            info = self.client.get_collection(self.collection)
-            vectors = info.config.params.vectors
-            size = vectors[DENSE].size if isinstance(vectors, dict) else None
-            if size != dimension:
-                raise ConfigError(
-                    f"Collection {self.collection!r} holds {size}-d vectors, the embedder makes "
-                    f"{dimension}-d ones. Ingest into another collection (--collection), or "
-                    "delete this one to rebuild it."
-                )
-            return
-        self.client.create_collection(
-            self.collection,
-            vectors_config={
-                DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
-            },
-            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
-            metadata={"embedder": embedder, "doc_ids": DOC_IDS},
-        )
-        if not self._local:  # local mode scans payloads; a server uses indexes for filters
-            for name in ("doc_id", "source", "path", *(f"meta.{f}" for f in index_fields)):
-                self.client.create_payload_index(
-                    self.collection, name, models.PayloadSchemaType.KEYWORD
-                )
+        vectors from another embedder, or of another size, to an existing one."""
+        ...
 
-    @_reports_outages
     def embedder(self) -> str | None:
-        """The embedder the collection was built with (None: missing, or built before the
-        kit recorded it)."""
-        name = self._metadata().get("embedder")
-        return str(name) if name else None
+        """The embedder the collection was built with (None: no collection yet)."""
+        ...
 
-    def _metadata(self) -> dict[str, Any]:
-        if not self.client.collection_exists(self.collection):
-            return {}
-        return dict(self.client.get_collection(self.collection).config.metadata or {})
+    def check_embedder(self, embedder: str) -> None:
+        """Refuse (`ConfigError`) to search or fill the collection with another model's vectors."""
+        ...
 
-    @_reports_outages
     def check_collection(self, embedder: str) -> None:
         """What every reader checks before searching: the embedder matches, and the ids are
         relative to KIT_DOCS_ROOT (raises `ConfigError` with the fix otherwise)."""
-        self.check_embedder(embedder)
-        self._check_ids()
+        ...
 
-    def _check_ids(self, *, mark_if_empty: bool = False) -> None:
-        """Refuse a collection built before ids were relative to KIT_DOCS_ROOT. An empty one
-        holds no old ids: ingestion marks it and carries on."""
-        if not self.client.collection_exists(self.collection):
-            return
-        if self._metadata().get("doc_ids") == DOC_IDS:
-            return
-        if self.client.count(self.collection, exact=True).count == 0:
-            if mark_if_empty:
-                self.client.update_collection(self.collection, metadata={"doc_ids": DOC_IDS})
-            return
-        raise ConfigError(
-            f"Collection {self.collection!r} was built by an earlier version of the kit: its "
-            "document ids are relative to the folder that was ingested, not to KIT_DOCS_ROOT, "
-            "and its sources are server paths. Ingesting into it would store every document a "
-            "second time under its new id, so it is refused. Rebuild it from your documents "
-            "with `kit ingest --rebuild PATH...` (stop the RAG service first when Qdrant runs "
-            "embedded), or ingest into a new collection with --collection."
-        )
-
-    @_reports_outages
-    def check_embedder(self, embedder: str) -> None:
-        """Refuse to search or fill the collection with vectors from another model."""
-        built_with = self.embedder()
-        if built_with is not None and built_with != embedder:
-            raise ConfigError(
-                f"Collection {self.collection!r} was built with the embedder {built_with!r}, "
-                f"and KIT_EMBEDDER gives {embedder!r}: vectors of different models cannot be "
-                f"compared. Set KIT_EMBEDDER to match it, or ingest into another collection."
-            )
-
-    @property
-    def _local(self) -> bool:
-        return type(self.client._client).__name__ == "QdrantLocal"
-
-    @_reports_outages
     def chunk_ids_by_doc(self) -> dict[str, set[str]]:
         """Every stored chunk id, grouped by document: what re-ingestion compares against."""
-        found: dict[str, set[str]] = defaultdict(set)
-        if not self.client.collection_exists(self.collection):
-            return found
-        offset = None
-        while True:
-            points, offset = self.client.scroll(
-                self.collection,
-                limit=1024,
-                offset=offset,
-                with_payload=["doc_id"],
-                with_vectors=False,
-            )
-            for point in points:
-                found[str((point.payload or {})["doc_id"])].add(str(point.id))
-            if offset is None:
-                return found
+        ...
 
-    @_reports_outages
     def paths_by_doc(self) -> dict[str, str]:
-        """Each stored document's file, relative to KIT_DOCS_ROOT: what `--prune` compares with
-        the folders it was given ("" for a document stored without one: never pruned)."""
-        paths: dict[str, str] = {}
-        offset = None
-        while self.client.collection_exists(self.collection):
-            points, offset = self.client.scroll(
-                self.collection,
-                limit=1024,
-                offset=offset,
-                with_payload=["doc_id", "path"],
-                with_vectors=False,
-            )
-            for point in points:
-                payload = point.payload or {}
-                paths[str(payload["doc_id"])] = str(payload.get("path") or "")
-            if offset is None:
-                break
-        return paths
+        """Each stored document's file, relative to KIT_DOCS_ROOT ("" when stored without one)."""
+        ...
 
-    @_reports_outages
     def upsert(
         self,
         chunks: Sequence[Chunk],
         vectors: npt.NDArray[np.float32],
-        sparse_vectors: Sequence[tuple[list[int], list[float]]] | None = None,
+        sparse_vectors: Sequence[Terms] | None = None,
     ) -> None:
-        """Store chunks with their dense vectors; BM25 vectors are computed unless given
-        (a re-index, or a benchmark copying chunks, already has them)."""
-        if sparse_vectors is None:
-            sparse_vectors = [sparse.document_vector(c.embedding_text()) for c in chunks]
-        points = []
-        for chunk, vector, (indices, values) in zip(chunks, vectors, sparse_vectors, strict=True):
-            points.append(
-                models.PointStruct(
-                    id=chunk.id,
-                    vector={
-                        DENSE: vector.tolist(),
-                        SPARSE: models.SparseVector(indices=indices, values=values),
-                    },
-                    payload={
-                        "doc_id": chunk.doc_id,
-                        "chunk_index": chunk.index,
-                        "text": chunk.text,
-                        "title": chunk.title,
-                        "heading_path": list(chunk.heading_path),
-                        "source": chunk.source,
-                        "path": chunk.path,
-                        "meta": dict(chunk.metadata),
-                    },
-                )
-            )
-        self.client.upsert(self.collection, points=points, wait=True)
+        """Store chunks with their dense vectors; BM25 weights are computed unless given."""
+        ...
 
-    @_reports_outages
-    def delete(self, chunk_ids: Iterable[str]) -> None:
-        ids: list[Any] = list(chunk_ids)
-        if ids:
-            self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids))
+    def delete(self, chunk_ids: Iterable[str]) -> None: ...
 
-    @_reports_outages
     def drop(self) -> None:
         """Delete the whole collection (`kit ingest --rebuild`); the next ingest recreates it."""
-        if self.client.collection_exists(self.collection):
-            self.client.delete_collection(self.collection)
+        ...
 
-    @_reports_outages
     def search(
         self,
         *,
         vector: Sequence[float] | None = None,
-        terms: tuple[list[int], list[float]] | None = None,
+        terms: Terms | None = None,
         k: int,
         filters: Mapping[str, str] | None = None,
         candidates: int = 40,
     ) -> list[Hit]:
         """The best k chunks for a dense `vector`, BM25 `terms` (sparse.query_vector), or both.
 
-        One of them: a dense search (score: cosine similarity) or a keyword one (score: BM25).
-        Both: hybrid, the top `candidates` of each list fused by reciprocal rank fusion (RRF:
-        score = sum over lists of 1 / (60 + rank)), computed by Qdrant itself."""
-        condition = to_filter(filters)
-        if vector is not None and terms is not None:
-            response = self.client.query_points(
-                self.collection,
-                prefetch=[
-                    models.Prefetch(
-                        query=list(vector), using=DENSE, filter=condition, limit=candidates
-                    ),
-                    models.Prefetch(
-                        query=_sparse(terms), using=SPARSE, filter=condition, limit=candidates
-                    ),
-                ],
-                query=models.FusionQuery(fusion=models.Fusion.RRF),
-                limit=k,
-                with_payload=True,
-            )
-        elif vector is not None:
-            response = self.client.query_points(
-                self.collection,
-                query=list(vector),
-                using=DENSE,
-                query_filter=condition,
-                limit=k,
-                with_payload=True,
-            )
-        elif terms is not None:
-            response = self.client.query_points(
-                self.collection,
-                query=_sparse(terms),
-                using=SPARSE,
-                query_filter=condition,
-                limit=k,
-                with_payload=True,
-            )
-        else:
-            raise ValueError("search needs a dense vector, BM25 terms, or both")
-        return [_hit(point) for point in response.points]
+        One of them: a dense search (score: cosine similarity) or a keyword one (score: BM25,
+        the sum over matched terms of weight x IDF). Both: hybrid, the top `candidates` of each
+        list fused by RRF (score: the sum of 1 / (rank + RRF_K)). `filters` match metadata
+        exactly: {"category": "tutorial"}, or the top-level doc_id, source and title."""
+        ...
 
-    @_reports_outages
     def nearest(self, vectors: npt.NDArray[np.float32], batch: int = 64) -> list[Hit | None]:
-        """The closest chunk (by cosine) to each row of `vectors`, None where there is none;
-        asked in batches of `batch` queries per round trip."""
-        found: list[Hit | None] = []
-        for start in range(0, len(vectors), batch):
-            requests = [
-                models.QueryRequest(query=row.tolist(), using=DENSE, limit=1, with_payload=True)
-                for row in vectors[start : start + batch]
-            ]
-            for response in self.client.query_batch_points(self.collection, requests):
-                found.append(_hit(response.points[0]) if response.points else None)
-        return found
+        """The closest chunk (by cosine) to each row of `vectors`, None where there is none."""
+        ...
 
-    @_reports_outages
-    def count(self) -> int:
-        if not self.client.collection_exists(self.collection):
-            return 0
-        return self.client.count(self.collection, exact=True).count
-
-    def close(self) -> None:
-        self.client.close()
+    def count(self) -> int: ...
 
 
-def _sparse(terms: tuple[list[int], list[float]]) -> models.SparseVector:
-    indices, values = terms
-    return models.SparseVector(indices=indices, values=values)
+def open_store(settings: KitSettings, collection: str | None = None) -> ChunkStore:
+    """The store the settings name (KIT_STORE), on the collection RAG_COLLECTION names."""
+    name = collection or settings.collection
+    if settings.store == "pgvector":
+        from kit.rag.pgvector_store import PgvectorStore  # psycopg loads only when chosen
+
+        return PgvectorStore.open(settings, name)
+    from kit.rag.qdrant_store import QdrantStore
+
+    return QdrantStore.open(settings, name)
 
 
-def _hit(point: models.ScoredPoint) -> Hit:
-    payload = point.payload or {}
-    return Hit(
-        chunk_id=str(point.id),
-        doc_id=str(payload.get("doc_id", "")),
-        score=float(point.score),
-        text=str(payload.get("text", "")),
-        title=str(payload.get("title", "")),
-        heading_path=tuple(payload.get("heading_path", ())),
-        source=str(payload.get("source", "")),
-        meta=dict(payload.get("meta", {})),
+def embedder_mismatch(collection: str, built_with: str, embedder: str) -> ConfigError:
+    return ConfigError(
+        f"Collection {collection!r} was built with the embedder {built_with!r}, and "
+        f"KIT_EMBEDDER gives {embedder!r}: vectors of different models cannot be compared. "
+        "Set KIT_EMBEDDER to match it, or ingest into another collection."
+    )
+
+
+def dimension_mismatch(collection: str, size: int | None, dimension: int) -> ConfigError:
+    return ConfigError(
+        f"Collection {collection!r} holds {size}-d vectors, the embedder makes {dimension}-d "
+        "ones. Ingest into another collection (--collection), or delete this one to rebuild it."
+    )
+
+
+def built_before_doc_ids(collection: str) -> ConfigError:
+    return ConfigError(
+        f"Collection {collection!r} was built by an earlier version of the kit: its document "
+        "ids are relative to the folder that was ingested, not to KIT_DOCS_ROOT, and its "
+        "sources are server paths. Ingesting into it would store every document a second time "
+        "under its new id, so it is refused. Rebuild it from your documents with "
+        "`kit ingest --rebuild PATH...` (stop the RAG service first when Qdrant runs "
+        "embedded), or ingest into a new collection with --collection."
     )

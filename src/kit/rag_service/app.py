@@ -29,7 +29,7 @@ from kit.core.settings import load_settings
 from kit.drift.store import QueryLog
 from kit.rag.answer import PromptChoice, choose_prompt
 from kit.rag.rerank import load_reranker
-from kit.rag.store import ChunkStore, StoreUnavailableError
+from kit.rag.store import ChunkStore, StoreUnavailableError, open_store
 from kit.rag_service.auth import RagKey, watch_keys
 from kit.rag_service.errors import install_error_handlers
 from kit.rag_service.metrics import RagMetrics
@@ -143,7 +143,7 @@ async def rag_service_with(
     and then closed on exit) and the reranker RAG_RERANK_MODEL names."""
     async with AsyncExitStack() as stack:
         if store is None:
-            store = stack.enter_context(ChunkStore.open(settings, settings.collection))
+            store = stack.enter_context(open_store(settings))
         reranker = await asyncio.to_thread(load_reranker, settings.rerank_model)
         service = RagService(settings, store, embedder, llm, metrics, reranker, prompt=prompt)
         stack.callback(service.jobs.close)

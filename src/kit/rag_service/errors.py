@@ -10,12 +10,12 @@
     422  a body that breaks the API's schema                 (RequestValidationError)
     429  the gateway's rate limit or budget for this service (GatewayRequestError)
     502  the model behind the gateway failed                 (GatewayRequestError)
-    503  Qdrant is unreachable, or a setting is wrong        (StoreUnavailableError, ConfigError)
+    503  the store is unreachable, or a setting is wrong     (StoreUnavailableError, ConfigError)
     500  anything else
 
 Every body is `{"error": {"message", "type", "param", "code"}}`, as the gateway's. A 4xx says
 what the caller did wrong and how to fix it. A 5xx says what failed and the request id to quote,
-never why in detail: the exception's text, the gateway's or a provider's error body, Qdrant's
+never why in detail: the exception's text, the gateway's or a provider's error body, the store's
 address and server paths go to the log, on a line with the same request id, for the operator.
 """
 
@@ -96,7 +96,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(KitError)
     async def kit_error(request: Request, exc: KitError) -> JSONResponse:
-        """503 while Qdrant is down or a setting is wrong: retry later (the operator fixes what
+        """503 while the store is down or a setting is wrong: retry later (the operator fixes what
         the log names; /readyz is failing meanwhile); 500 for any other deliberate error."""
         status = 503 if isinstance(exc, StoreUnavailableError | ConfigError) else 500
         log.warning("request_failed", type=exc.type, status=status, error=str(exc))
@@ -131,9 +131,9 @@ def install_error_handlers(app: FastAPI) -> None:
 def public_reason(exc: BaseException, reference: str) -> str:
     """What a client may read about a server-side failure: what failed and what to do, with a
     `reference` (a request or job id) that finds the details in the log. Never the exception's
-    text, which can hold Qdrant's address, a server path or a library's internals."""
+    text, which can hold the store's address, a server path or a library's internals."""
     if isinstance(exc, StoreUnavailableError):
-        what = "Qdrant, where the documents are indexed, is unreachable; retry in a moment."
+        what = "The store where the documents are indexed is unreachable; retry in a moment."
     elif isinstance(exc, ConfigError):
         what = "The service's settings do not match its document collection."
     else:
