@@ -169,13 +169,21 @@ def open_bench_store(name: str, folder: Path) -> ChunkStore:
     return PgvectorStore.open(settings, "bench")
 
 
-def dense_recall(store: ChunkStore, exact: ChunkStore, vectors: Vectors, k: int = 10) -> float:
-    """The share of the exact top k (Qdrant's local mode) that the store's top k holds."""
-    found = 0
+def dense_recall(
+    store: ChunkStore, exact: ChunkStore, vectors: Vectors, k: int = 10
+) -> tuple[float, float]:
+    """The share of the exact top k (Qdrant's local mode) that the store's top k holds: by
+    chunk id, and by chunk text (the replicated collections hold ~70 near-identical copies of
+    each corpus chunk, the hardest case for a graph index: a missed copy of a found text costs
+    a reader nothing)."""
+    by_id = by_text = 0.0
     for vector in vectors:
-        truth = {hit.chunk_id for hit in exact.search(vector=vector.tolist(), k=k)}
-        found += len(truth & {hit.chunk_id for hit in store.search(vector=vector.tolist(), k=k)})
-    return found / (k * len(vectors))
+        truth = exact.search(vector=vector.tolist(), k=k)
+        found = store.search(vector=vector.tolist(), k=k)
+        by_id += len({h.chunk_id for h in truth} & {h.chunk_id for h in found}) / k
+        texts = {h.text for h in truth}
+        by_text += len(texts & {h.text for h in found}) / len(texts)
+    return by_id / len(vectors), by_text / len(vectors)
 
 
 def bench_latency(
@@ -210,8 +218,8 @@ def bench_latency(
                         f" {percentile_ms(search, 0.5):11.1f}"
                     )
             if "qdrant" in stores and "pgvector" in stores:
-                recall = dense_recall(stores["pgvector"], stores["qdrant"], recall_vectors)
-                recalls.append(f"{scale:,} chunks: {recall:.3f}")
+                by_id, by_text = dense_recall(stores["pgvector"], stores["qdrant"], recall_vectors)
+                recalls.append(f"{scale:,} chunks: {by_id:.3f} by id, {by_text:.3f} by text")
         for name, store in stores.items():
             if name == "pgvector":
                 store.drop()

@@ -7,6 +7,7 @@ results for the same corpus is test_store_congruence.py.
 
 from __future__ import annotations
 
+import atexit
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,7 +205,9 @@ def test_kit_store_pgvector_without_a_url_starts_postgres_in_the_data_folder(
             with open_store(settings) as reopened:  # the data outlives the store that wrote it
                 assert reopened.count() == counted
         finally:
-            get_server(data_dir / "postgres").cleanup()  # stop it before its folder goes
+            server = get_server(data_dir / "postgres")
+            server.cleanup()  # stop it before its folder goes
+            atexit.unregister(server._cleanup)  # stopped already: no log line at exit
 
     assert isinstance(store, PgvectorStore) and counted > 0
 

@@ -242,7 +242,7 @@ class KitSettings(BaseSettings):
         SecretStr | None, AfterValidator(_database_url), BeforeValidator(_masked)
     ] = Field(None, validation_alias="DATABASE_URL")
     pg_ef_search: int = Field(
-        100,
+        200,
         ge=1,
         le=1000,
         validation_alias="KIT_PG_EF_SEARCH",
