@@ -15,6 +15,9 @@
    a Unix socket), with its HNSW index; its dense recall@10 is measured against Qdrant's exact
    top 10 for the same questions. A cell stops after --queries or --cell-seconds, whichever
    comes first (never under 20 queries);
+1b. the same corpus through `kit ingest --engine spark` (local[2], the JVM started first and
+   not counted; each executor's Python worker loads the model once), into a second fresh
+   store: chunks/s against the local engine's from 1 (skipped without pyspark or Java);
 3. retrieval quality on the shipped question set (`kit eval rag`'s metrics, k=5) per mode, from
    the index built in 1.
 
@@ -26,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import importlib.util
 import os
 import platform
+import shutil
 import tempfile
 import time
 import uuid
@@ -40,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from qdrant_client import QdrantClient
 
+from kit.core.ports import Embedder
 from kit.core.settings import KitSettings
 from kit.evaluate.rag import evaluate_retrieval, load_questions
 from kit.llm.local_models import MINILM, load_embedder
@@ -103,6 +109,33 @@ def print_ingestion(report: IngestReport, bare_seconds: float, n_chunks: int) ->
     )
     say(f"  bare embedder      {bare_seconds:7.1f} s  {bare_rate:7.1f} chunks/s")
     say(f"  ratio pipeline / bare  {pipeline_rate / bare_rate:.2f}  (target >= 0.85)\n")
+
+
+def bench_spark(local: IngestReport, embedder: Embedder) -> None:
+    """1b: the spark engine on the corpus, against the local engine's run in 1."""
+    if importlib.util.find_spec("pyspark") is None or shutil.which("java") is None:
+        say("1b. spark engine: skipped (pip install -e '.[spark]', and Java)\n")
+        return
+    from kit.rag.spark_ingest import ingest_with_spark, spark_session
+
+    started = time.perf_counter()
+    spark = spark_session("local[2]")
+    jvm = time.perf_counter() - started
+    store = QdrantStore(QdrantClient(":memory:"), "bench-spark")
+    report = ingest_with_spark(
+        spark, [CORPUS], store, embedder, IngestOptions(), root=DOCS_ROOT, settings=KitSettings()
+    )
+    spark.stop()
+    local_rate = local.chunks["added"] / local.timings["total"]
+    spark_rate = report.chunks["added"] / report.timings["total"]
+    say(f"1b. spark engine, local[2] (session started in {jvm:.1f} s, not counted)")
+    say(
+        f"  spark   {report.timings['total']:7.1f} s  {spark_rate:7.1f} chunks/s   (load and chunk "
+        f"{report.timings['load']:.1f} s, embed and write {report.timings['embed']:.1f} s)"
+    )
+    say(f"  local   {local.timings['total']:7.1f} s  {local_rate:7.1f} chunks/s   (from 1)")
+    say(f"  ratio spark / local  {spark_rate / local_rate:.2f}  (target >= 0.8)")
+    say(f"  data quality: {dict(report.quality)}\n")
 
 
 def grow(store: ChunkStore, chunks: list[Chunk], vectors: Vectors, start: int, stop: int) -> None:
@@ -289,6 +322,7 @@ def main() -> None:
         if report.chunks["added"] != len(texts):
             say(f"  (!) ingest added {report.chunks['added']} chunks, expected {len(texts)}")
         print_ingestion(report, bare_seconds, len(texts))
+        bench_spark(report, embedder)
         bench_latency(chunks, vectors, TimedEmbed(embedder.embed), args)
         bench_quality(store, embedder.embed)
         store.close()

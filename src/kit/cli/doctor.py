@@ -6,14 +6,18 @@ server not configured) does not fail: the kit runs embedded without it.
 
 What is checked: the Python version, the settings, the installed packages against the pins in
 pyproject.toml (read from the installed package's metadata, so nothing is listed twice), which
-torch build is installed, the data and cache directories, the shipped models (present, and loaded
-for real unless --no-load), and each configured server (gateway, Qdrant, Redis, MLflow).
+torch build is installed, whether Java is found (the spark ingest engine's JVM), the data and
+cache directories, the shipped models (present, and loaded for real unless --no-load), and each
+configured server (gateway, Qdrant, Redis, MLflow).
 """
 
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +140,38 @@ def check_torch() -> Iterator[Check]:
         )
     else:
         yield Check("packages", "torch build", Status.OK, f"torch {version}, CPU build")
+
+
+def java_version() -> str | None:
+    """The first line `java -version` prints ('openjdk version "17.0.15" 2025-04-15'), or None
+    when there is no Java where Spark looks for one: $JAVA_HOME/bin/java, else `java` on PATH."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if java is None or not Path(java).is_file():
+        return None
+    try:
+        done = subprocess.run(  # noqa: S603 - the java on PATH, with a fixed argument
+            [java, "-version"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (done.stderr or done.stdout).strip().splitlines()
+    return lines[0] if done.returncode == 0 and lines else None
+
+
+def check_java() -> Iterator[Check]:
+    """Java runs Spark's JVM: only `kit ingest --engine spark` needs it."""
+    version = java_version()
+    if version is not None:
+        yield Check("packages", "java", Status.OK, f"{version} (for kit ingest --engine spark)")
+    else:
+        yield Check(
+            "packages",
+            "java",
+            Status.INFO,
+            "no Java found: only `kit ingest --engine spark` needs it",
+            "apt-get install default-jre-headless (Java 17 or later)",
+        )
 
 
 # --- Directories and models ----------------------------------------------------------------------
@@ -389,7 +425,7 @@ def _without_password(url: str) -> str:
 
 
 def run_checks(settings: KitSettings | None, settings_error: str | None, load: bool) -> list[Check]:
-    checks = [*check_python(), *check_packages(), *check_torch()]
+    checks = [*check_python(), *check_packages(), *check_torch(), *check_java()]
     if settings is None:
         checks.append(
             Check(

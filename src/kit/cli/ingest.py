@@ -3,6 +3,8 @@
 kit ingest data/fastapi-docs/docs            # Markdown, text, HTML, PDF, JSON/JSONL
 kit ingest data/notes.jsonl --text-field body --meta-field team
 kit ingest data/fastapi-docs/docs --rebuild  # delete the collection first, then build it again
+kit ingest data/fastapi-docs/docs --engine spark                        # PySpark, local[*]
+kit ingest data/fastapi-docs/docs --engine spark --master spark://host:7077  # on a cluster
 kit search "how do I declare a path parameter" --k 5 --filter category=tutorial
 
 Every path must lie below KIT_DOCS_ROOT (default `data`): a document's id is its path from there
@@ -11,9 +13,13 @@ Every path must lie below KIT_DOCS_ROOT (default `data`): a document's id is its
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.markup import escape
@@ -22,6 +28,14 @@ from rich.table import Table
 
 from kit.cli.state import console, exits_on_kit_error, state, traced
 from kit.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+class Engine(StrEnum):
+    local = "local"  # one Python process (src/kit/rag/ingest.py)
+    spark = "spark"  # a PySpark job (src/kit/rag/spark_ingest.py)
 
 
 @exits_on_kit_error
@@ -44,6 +58,12 @@ def ingest(
     text_field: Annotated[list[str] | None, typer.Option(help="JSON/JSONL: text field(s).")] = None,
     title_field: Annotated[str, typer.Option(help="JSON/JSONL: the title field.")] = "title",
     meta_field: Annotated[list[str] | None, typer.Option(help="JSON/JSONL: metadata.")] = None,
+    engine: Annotated[
+        Engine, typer.Option(help="local: this process; spark: a PySpark job.")
+    ] = Engine.local,
+    master: Annotated[
+        str, typer.Option(help="--engine spark: local[*], spark://HOST:7077 or k8s://URL.")
+    ] = "local[*]",
 ) -> None:
     """Load, clean, chunk, embed and index documents; unchanged documents cost nothing."""
     from kit.rag.chunk import ChunkingConfig
@@ -58,6 +78,8 @@ def ingest(
     root = DocsRoot.at(settings.docs_root)
     for path in paths:  # a path outside the root fails now, not after the model has loaded
         root.locate(path)
+    if engine is Engine.spark:
+        require_spark()  # before the model loads, too
     try:
         chunking = ChunkingConfig(max_tokens=max_tokens, overlap_tokens=overlap)
     except ValueError as exc:
@@ -84,17 +106,26 @@ def ingest(
         traced(settings, "ingest"),
         open_embedder(settings) as embedder,
         open_store(settings, collection) as store,
+        spark_job(master) if engine is Engine.spark else nullcontext() as spark,
         Progress(*columns, console=console, transient=True) as progress,
     ):
-        task = progress.add_task("ingesting", total=None)
-        report = run_ingest(
-            paths,
-            store,
-            embedder,
-            options,
-            root=settings.docs_root,
-            on_file=lambda path: progress.update(task, advance=1, description=path.name),
-        )
+        if spark is not None:
+            from kit.rag.spark_ingest import ingest_with_spark
+
+            progress.add_task(f"ingesting with spark on {master}", total=None)
+            report = ingest_with_spark(
+                spark, paths, store, embedder, options, root=settings.docs_root, settings=settings
+            )
+        else:
+            task = progress.add_task("ingesting", total=None)
+            report = run_ingest(
+                paths,
+                store,
+                embedder,
+                options,
+                root=settings.docs_root,
+                on_file=lambda path: progress.update(task, advance=1, description=path.name),
+            )
     saved = report.save(settings.data_dir / "reports")
     summary = report.as_dict()
     console.print(
@@ -103,10 +134,39 @@ def ingest(
         f"time: {summary['timings']}, {summary['chunks_per_second']} chunks/s\nreport: {saved}\n"
         f"ids: paths below KIT_DOCS_ROOT ({settings.docs_root})"
     )
+    if report.quality:
+        console.print(f"quality: {dict(report.quality)}")
     for skipped in report.skipped:
         console.print(f"[yellow]skipped[/] {escape(skipped.source)}: {escape(skipped.reason)}")
     if strict and report.skipped:
         raise typer.Exit(code=1)
+
+
+def require_spark() -> None:
+    """Refuse, with the fix, when the spark engine's pieces are missing: pyspark, or a Java."""
+    from kit.cli.doctor import java_version
+
+    if importlib.util.find_spec("pyspark") is None:
+        raise ConfigError(
+            "--engine spark needs pyspark: pip install -e '.[spark]' (or `make setup`)."
+        )
+    if java_version() is None:
+        raise ConfigError(
+            "--engine spark needs Java 17 or later on PATH, for Spark's JVM: "
+            "apt-get install default-jre-headless (Debian/Ubuntu), or set JAVA_HOME."
+        )
+
+
+@contextmanager
+def spark_job(master: str) -> Iterator[SparkSession]:
+    """A Spark session on `master`, stopped when the block ends however it ends."""
+    from kit.rag.spark_ingest import spark_session
+
+    session = spark_session(master)
+    try:
+        yield session
+    finally:
+        session.stop()
 
 
 @exits_on_kit_error

@@ -122,7 +122,7 @@ def _ingest(
     _flush(pending, store, embedder, report)
 
     if options.prune:
-        _prune(folders, store, stored, seen, report)
+        prune_missing(folders, store, stored, seen, report)
     report.timings["total"] = time.perf_counter() - started
     report.chunks_in_collection = store.count()
     return report
@@ -138,19 +138,28 @@ def _plan(
     chunking = time.perf_counter()
     chunks = chunk_document(document, options.chunking)
     report.timings["chunk"] += time.perf_counter() - chunking
-    new_ids = {chunk.id for chunk in chunks}
+    fresh_ids, stale = plan_document([chunk.id for chunk in chunks], stored_ids, report)
+    pending.chunks.extend(chunk for chunk in chunks if chunk.id in fresh_ids)
+    pending.stale.extend(stale)
+
+
+def plan_document(
+    ids: Sequence[str], stored_ids: set[str], report: IngestReport
+) -> tuple[set[str], set[str]]:
+    """A document's chunk ids now against those stored: (new ids to embed, stale ids to delete),
+    counted in `report`. Both engines decide by this, from ids alone."""
+    new_ids = set(ids)
     if new_ids == stored_ids:
         report.documents["unchanged"] += 1
-        report.chunks["unchanged"] += len(chunks)
-        return
+        report.chunks["unchanged"] += len(ids)
+        return set(), set()
     report.documents["updated" if stored_ids else "added"] += 1
-    fresh = [chunk for chunk in chunks if chunk.id not in stored_ids]
+    fresh = [chunk_id for chunk_id in ids if chunk_id not in stored_ids]
     report.chunks["added"] += len(fresh)
-    report.chunks["unchanged"] += len(chunks) - len(fresh)
+    report.chunks["unchanged"] += len(ids) - len(fresh)
     stale = stored_ids - new_ids
     report.chunks["removed"] += len(stale)
-    pending.chunks.extend(fresh)
-    pending.stale.extend(stale)
+    return set(fresh), stale
 
 
 def _flush(pending: _Pending, store: ChunkStore, embedder: Embedder, report: IngestReport) -> None:
@@ -184,7 +193,7 @@ def _report_attributes(report: IngestReport) -> dict[str, int | float]:
     return attributes
 
 
-def _prune(
+def prune_missing(
     folders: Sequence[str],
     store: ChunkStore,
     stored: dict[str, set[str]],

@@ -27,6 +27,9 @@ class IngestReport:
         default_factory=lambda: defaultdict(float)
     )
     chunks_in_collection: int = 0
+    # Data-quality counts over this run's chunks: empty, duplicate (texts past their first copy),
+    # over_long (over the token budget). Counted by the spark engine (src/kit/rag/spark_ingest.py).
+    quality: Counter[str] = field(default_factory=Counter)
 
     @property
     def chunks_per_second(self) -> float:
@@ -46,7 +49,7 @@ class IngestReport:
             "skipped": [{"source": s.source, "reason": s.reason} for s in self.skipped],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "chunks_per_second": round(self.chunks_per_second, 1),
-        }
+        } | ({"quality": dict(self.quality)} if self.quality else {})
 
     def save(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
