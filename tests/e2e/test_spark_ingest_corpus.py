@@ -8,7 +8,6 @@ tests/integration/test_spark_ingest.py).
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -20,12 +19,11 @@ from kit.core.settings import KitSettings
 from kit.llm.local_models import load_embedder
 from kit.rag.ingest import IngestOptions, ingest
 from kit.rag.qdrant_store import DENSE, QdrantStore
+from tests.support.servers import require_spark
 
-pytest.importorskip("pyspark")
-if shutil.which("java") is None:  # tests/conftest.py turns this skip into a failure in CI
-    pytest.skip("the spark engine needs Java (apt-get install default-jre-headless)")
+require_spark()  # skips without pyspark or Java; fails in CI, which installs both
 
-from kit.rag.spark_ingest import ingest_with_spark, spark_session  # after the checks above
+from kit.rag.spark_ingest import ingest_with_spark, spark_session  # noqa: E402 (after the check)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

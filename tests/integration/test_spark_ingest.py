@@ -6,7 +6,6 @@ One Spark session serves the whole module: its JVM takes seconds to start."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,14 +21,13 @@ from kit.rag.pgvector_store import PgvectorStore
 from kit.rag.qdrant_store import DENSE, QdrantStore
 from kit.rag.report import IngestReport
 from tests.integration.test_ingest_pipeline import PAGES, CountingEmbedder, write_pages
+from tests.support.servers import require_spark
 
-pytest.importorskip("pyspark")
-if shutil.which("java") is None:  # tests/conftest.py turns this skip into a failure in CI
-    pytest.skip("the spark engine needs Java (apt-get install default-jre-headless)")
+require_spark()  # skips without pyspark or Java; fails in CI, which installs both
 
-from pyspark.sql import SparkSession  # after the checks above
+from pyspark.sql import SparkSession  # noqa: E402 (after the check above)
 
-from kit.rag.spark_ingest import ingest_with_spark, spark_session, writes_from_executors
+from kit.rag.spark_ingest import ingest_with_spark, spark_session, writes_from_executors  # noqa: E402
 
 
 @pytest.fixture(scope="module")

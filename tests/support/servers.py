@@ -344,3 +344,20 @@ def misbehaving_server(mode: Literal["close", "silent"]) -> Iterator[int]:
         for connection in held:
             connection.close()
         listener.close()
+
+
+def require_spark() -> None:
+    """pyspark and Java, for the spark engine's tests, at a module's top. Missing: skip the
+    module on a developer's machine; in CI (`make setup` and `.ci/run` install both) fail it,
+    so a test that never ran is never counted."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is not None and shutil.which("java") is not None:
+        return
+    message = (
+        "the spark engine needs pyspark (pip install -e '.[spark]') and Java "
+        "(apt-get install default-jre-headless)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)

@@ -90,16 +90,7 @@ def _ingest(
 ) -> IngestReport:
     report = IngestReport(chunking=options.chunking.fingerprint())
     started = time.perf_counter()
-    # The folders as root-relative names ("fastapi-docs/docs"), checked before anything changes,
-    # so a path outside the root (or a typo) cannot cost a --rebuild its collection.
-    located = [root.locate(path) for path in paths]
-    if missing := [str(path) for path, at in zip(paths, located, strict=True) if not at.exists()]:
-        raise FileNotFoundError(f"{', '.join(missing)} does not exist")
-    folders = [root.id_of(path) for path in located]
-    if options.rebuild:
-        store.drop()
-    store.ensure_collection(embedder.dimension, embedder=embedder.name)
-    stored = store.chunk_ids_by_doc()
+    folders, stored = prepare_collection(paths, store, embedder, options, root)
     seen: set[str] = set()
     pending = _Pending()
 
@@ -141,6 +132,26 @@ def _plan(
     fresh_ids, stale = plan_document([chunk.id for chunk in chunks], stored_ids, report)
     pending.chunks.extend(chunk for chunk in chunks if chunk.id in fresh_ids)
     pending.stale.extend(stale)
+
+
+def prepare_collection(
+    paths: Sequence[Path],
+    store: ChunkStore,
+    embedder: Embedder,
+    options: IngestOptions,
+    root: DocsRoot,
+) -> tuple[list[str], dict[str, set[str]]]:
+    """What both engines do before reading a file: the folders as root-relative names
+    ("fastapi-docs/docs"), checked before anything changes, so a path outside the root (or a
+    typo) cannot cost a --rebuild its collection; then the collection, and the ids it holds."""
+    located = [root.locate(path) for path in paths]
+    if missing := [str(path) for path, at in zip(paths, located, strict=True) if not at.exists()]:
+        raise FileNotFoundError(f"{', '.join(missing)} does not exist")
+    folders = [root.id_of(path) for path in located]
+    if options.rebuild:
+        store.drop()
+    store.ensure_collection(embedder.dimension, embedder=embedder.name)
+    return folders, store.chunk_ids_by_doc()
 
 
 def plan_document(

@@ -36,7 +36,7 @@ from kit.core.settings import KitSettings
 from kit.llm.embedders import gateway_model
 from kit.rag.chunk import Chunk, chunk_document, count_tokens
 from kit.rag.documents import Skipped
-from kit.rag.ingest import IngestOptions, plan_document, prune_missing
+from kit.rag.ingest import IngestOptions, plan_document, prepare_collection, prune_missing
 from kit.rag.loaders import load_file
 from kit.rag.paths import DocsRoot, discover
 from kit.rag.report import IngestReport
@@ -126,14 +126,7 @@ def _ingest(
 ) -> IngestReport:
     report = IngestReport(chunking=options.chunking.fingerprint())
     started = time.perf_counter()
-    located = [root.locate(path) for path in paths]
-    if missing := [str(path) for path, at in zip(paths, located, strict=True) if not at.exists()]:
-        raise FileNotFoundError(f"{', '.join(missing)} does not exist")
-    folders = [root.id_of(path) for path in located]
-    if options.rebuild:
-        store.drop()
-    store.ensure_collection(embedder.dimension, embedder=embedder.name)
-    stored = store.chunk_ids_by_doc()
+    folders, stored = prepare_collection(paths, store, embedder, options, root)
 
     # The file list (root-relative names) is what is shipped; each executor reads its own files.
     files: list[str] = []
